@@ -1,0 +1,54 @@
+"""Convolution algorithms. Each takes (x, w, params) in canonical form:
+
+x (N, *S, G, Ig), w (*K, Ig, G, Og), `ConvParams` -> (N, *O, G, Og).
+
+`REGISTRY` maps each name to its function and to a `supports` predicate that
+returns None when the algorithm can run the problem, or the reason it cannot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from jaxconv._algorithms.direct import conv_direct
+from jaxconv._algorithms.im2col import conv_im2col
+from jaxconv._algorithms.xla import conv_xla
+from jaxconv._typing import ConvParams
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Static description of one convolution, in canonical terms (no arrays)."""
+
+    x_shape: tuple[int, ...]  # (N, *S, G, Ig)
+    w_shape: tuple[int, ...]  # (*K, Ig, G, Og)
+    out_spatial: tuple[int, ...]
+    params: ConvParams
+    dtype: str
+    backend: str
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return self.w_shape[:-3]
+
+    @property
+    def groups(self) -> int:
+        return self.x_shape[-2]
+
+
+def _always(problem: Problem) -> str | None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmInfo:
+    fn: Callable
+    supports: Callable[[Problem], str | None] = _always
+
+
+REGISTRY: dict[str, AlgorithmInfo] = {
+    "direct": AlgorithmInfo(conv_direct),
+    "im2col": AlgorithmInfo(conv_im2col),
+    "xla": AlgorithmInfo(conv_xla),
+}

@@ -1,0 +1,34 @@
+"""The "xla" algorithm: lax.conv_general_dilated itself, the oracle and escape hatch."""
+
+from __future__ import annotations
+
+import jax
+from jax import lax
+
+from jaxconv._typing import ConvParams
+
+
+def conv_xla(x, w, p: ConvParams):
+    """Delegate to `lax.conv_general_dilated` on the canonical channels-last arrays.
+
+    x (N, *S, G, Ig), w (*K, Ig, G, Og) -> (N, *O, G, Og).
+    """
+    with jax.named_scope("jaxconv.xla"):
+        n, *spatial, groups, ig = x.shape
+        ig_, _, og = w.shape[-3:]
+        nd = len(spatial)
+        chars = "".join(chr(ord("a") + i) for i in range(nd))
+        dn = ("N" + chars + "C", chars + "IO", "N" + chars + "C")
+        out = lax.conv_general_dilated(
+            x.reshape(n, *spatial, groups * ig),  # (N, *S, G*Ig)
+            w.reshape(*w.shape[:-3], ig_, groups * og),  # (*K, Ig, G*Og)
+            p.strides,
+            p.pads,
+            p.lhs_dilation,
+            p.rhs_dilation,
+            dn,
+            feature_group_count=groups,
+            precision=p.precision,
+            preferred_element_type=p.preferred_element_type,
+        )  # (N, *O, G*Og)
+        return out.reshape(*out.shape[:-1], groups, og).astype(p.out_dtype)  # (N, *O, G, Og)

@@ -1,0 +1,309 @@
+"""`python -m jaxconv.bench`: time jaxconv against lax on real layer shapes.
+
+For every layer it times, in one process: lax, every jaxconv algorithm that
+applies, and "auto"; forward and forward+backward; median and min of repeats
+after warm-up, compile time apart. It writes `<out>/<device>.md`, `.json` and
+`.png` (ratio lax_time / jaxconv_time per layer: above 1 is faster than lax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxconv.bench.harness import matmul_peak_gflops, time_fn
+from jaxconv.bench.suites import SUITES, select
+
+
+def _flops(layer) -> float:
+    """Multiply-adds x 2 of the forward pass."""
+    if layer.kind == "pool":
+        return 0.0
+    n, *spatial, cin = layer.x
+    *kernel, ig, cout = layer.w
+    if layer.kind == "conv_transpose":  # each input pixel meets every tap once
+        return 2.0 * n * math.prod(spatial) * math.prod(kernel) * ig * cout
+    out = [
+        -(-s // st) if layer.padding == "SAME" else (s - k) // st + 1
+        for s, k, st in zip(spatial, kernel, layer.strides)
+    ]
+    return 2.0 * n * math.prod(out) * math.prod(kernel) * ig * cout
+
+
+def _candidates(layer):
+    """{name: forward fn(x, w)} for lax and each jaxconv algorithm that applies."""
+    import jaxconv
+
+    nd = len(layer.x) - 2
+    if layer.kind == "pool":
+        return _pool_candidates(layer)
+    if layer.kind == "conv_transpose":
+        return _transpose_candidates(layer)
+    chars = "DHW"[-nd:] if nd <= 3 else None
+    dn = ("N" + chars + "C", chars + "IO", "N" + chars + "C")
+    args = (layer.strides, layer.padding, None, None, dn, layer.groups)
+    x = jax.ShapeDtypeStruct(layer.x, jnp.float32)
+    w = jax.ShapeDtypeStruct(layer.w, jnp.float32)
+    out = {"lax": lambda x, w: jax.lax.conv_general_dilated(x, w, *args)}
+    for name in jaxconv.ALGORITHMS:
+        if name == "xla":
+            continue
+        try:
+            jaxconv.chosen_algorithm(x, w, *args, algorithm=name)
+        except ValueError:
+            continue
+        out[name] = lambda x, w, name=name: jaxconv.conv_general_dilated(
+            x, w, *args, algorithm=name
+        )
+    out["auto:" + jaxconv.chosen_algorithm(x, w, *args)] = out.pop("auto")
+    return out
+
+
+def _pool_candidates(layer):
+    import jaxconv
+
+    fns = {"max": jaxconv.max_pool, "avg": jaxconv.avg_pool}
+    from flax import linen
+
+    ref = {"max": linen.max_pool, "avg": linen.avg_pool}[layer.op]
+    ours = fns[layer.op]
+    args = (layer.window, layer.strides, layer.padding)
+    return {
+        "lax": lambda x, w: ref(x, *args),
+        "direct": lambda x, w: ours(x, *args, algorithm="direct"),
+        "auto": lambda x, w: ours(x, *args),
+    }
+
+
+def _transpose_candidates(layer):
+    import jaxconv
+
+    nd = len(layer.x) - 2
+    chars = "DHW"[-nd:]
+    dn = ("N" + chars + "C", chars + "IO", "N" + chars + "C")
+    args = (layer.strides, layer.padding, None, dn)
+    out = {"lax": lambda x, w: jax.lax.conv_transpose(x, w, *args)}
+    for name in ("direct", "subpixel", "auto"):
+        out[name] = lambda x, w, name=name: jaxconv.conv_transpose(x, w, *args, algorithm=name)
+    return out
+
+
+def _fwd_bwd(fn):
+    def loss(x, w, ct):
+        return jnp.vdot(fn(x, w), ct)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))
+
+
+def _temp_bytes(jitted, *args) -> int | None:
+    try:
+        stats = jitted.lower(*args).compile().memory_analysis()
+        return int(stats.temp_size_in_bytes) if stats is not None else None
+    except Exception:  # memory_analysis is not on every backend
+        return None
+
+
+def run_layer(layer, repeats: int):
+    key = jax.random.key(0)
+    kx, kw = jax.random.split(key)
+    x = jax.random.normal(kx, layer.x, jnp.float32)
+    w = (
+        jax.random.normal(kw, layer.w, jnp.float32)
+        if layer.kind != "pool"
+        else jnp.zeros((), jnp.float32)
+    )
+    flops = _flops(layer)
+    rows = {}
+    for name, fn in _candidates(layer).items():
+        fwd = jax.jit(fn)
+        ct = jnp.ones(jax.eval_shape(fwd, x, w).shape, jnp.float32)
+        t_fwd = time_fn(fwd, x, w, repeats=repeats)
+        bwd = (
+            _fwd_bwd(fn)
+            if layer.kind != "pool"
+            else jax.jit(jax.grad(lambda x, ct, fn=fn: jnp.vdot(fn(x, None), ct)))
+        )
+        bwd_args = (x, w, ct) if layer.kind != "pool" else (x, ct)
+        t_bwd = time_fn(bwd, *bwd_args, repeats=repeats)
+        rows[name] = dict(
+            fwd_ms=t_fwd.median_s * 1e3,
+            fwd_min_ms=t_fwd.min_s * 1e3,
+            fwd_compile_s=t_fwd.compile_s,
+            fwdbwd_ms=t_bwd.median_s * 1e3,
+            fwdbwd_min_ms=t_bwd.min_s * 1e3,
+            fwdbwd_compile_s=t_bwd.compile_s,
+            gflops=flops / t_fwd.median_s / 1e9 if flops else None,
+            temp_mb=(lambda b: b / 2**20 if b is not None else None)(_temp_bytes(fwd, x, w)),
+        )
+    base = rows["lax"]
+    for row in rows.values():
+        row["fwd_x"] = base["fwd_ms"] / row["fwd_ms"]
+        row["fwdbwd_x"] = base["fwdbwd_ms"] / row["fwdbwd_ms"]
+    return rows
+
+
+def _fmt(v, digits=2):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def write_report(results, meta, out_dir: str, stem: str):
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, stem + ".json"), "w") as f:
+        json.dump(dict(meta=meta, results=results), f, indent=1)
+    lines = [
+        f"# jaxconv benchmark: {meta['device']}",
+        "",
+        f"jax {meta['jax']}, {meta['backend']}, {meta['date']}, matmul peak "
+        f"{meta['peak_gflops']:.0f} GFLOP/s, {'quick' if meta['quick'] else 'full'} run. "
+        "Ratios are lax time / jaxconv time, measured in the same process "
+        "(median of repeats after warm-up): above 1.00 is faster than lax.",
+        "",
+        "## Summary: what `auto` picks",
+        "",
+        "| suite | layer | lax fwd ms | lax fwd+bwd ms | auto picks | auto fwd x | "
+        "auto fwd+bwd x | best fwd x (algorithm) | auto GFLOP/s | % peak | temp MB auto/lax |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rows = r["rows"]
+        auto_name = next(k for k in rows if k.startswith("auto"))
+        auto = rows[auto_name]
+        best = max(
+            (k for k in rows if k not in ("lax",) and not k.startswith("auto")),
+            key=lambda k: rows[k]["fwd_x"],
+            default=None,
+        )
+        best_s = f"{rows[best]['fwd_x']:.2f} ({best})" if best else "-"
+        peak = (100 * auto["gflops"] / meta["peak_gflops"]) if auto["gflops"] else None
+        lines.append(
+            f"| {r['suite']} | {r['layer']} | {rows['lax']['fwd_ms']:.2f} | "
+            f"{rows['lax']['fwdbwd_ms']:.2f} | {auto_name.split(':')[-1]} | "
+            f"{auto['fwd_x']:.2f} | {auto['fwdbwd_x']:.2f} | {best_s} | "
+            f"{_fmt(auto['gflops'], 1)} | {_fmt(peak, 0)} | "
+            f"{_fmt(auto['temp_mb'], 1)}/{_fmt(rows['lax']['temp_mb'], 1)} |"
+        )
+    lines += [
+        "",
+        "## Every candidate",
+        "",
+        "| suite | layer | candidate | fwd ms (min) | fwd x | fwd+bwd ms (min) | "
+        "fwd+bwd x | compile s fwd/bwd |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for name, row in r["rows"].items():
+            lines.append(
+                f"| {r['suite']} | {r['layer']} | {name} | {row['fwd_ms']:.2f} "
+                f"({row['fwd_min_ms']:.2f}) | {row['fwd_x']:.2f} | {row['fwdbwd_ms']:.2f} "
+                f"({row['fwdbwd_min_ms']:.2f}) | {row['fwdbwd_x']:.2f} | "
+                f"{row['fwd_compile_s']:.2f}/{row['fwdbwd_compile_s']:.2f} |"
+            )
+    with open(os.path.join(out_dir, stem + ".md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    _plot(results, os.path.join(out_dir, stem + ".png"), meta)
+
+
+def _plot(results, path, meta):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    labels, fwd, bwd = [], [], []
+    for r in results:
+        auto = next(v for k, v in r["rows"].items() if k.startswith("auto"))
+        labels.append(f"{r['suite']}: {r['layer']}")
+        fwd.append(auto["fwd_x"])
+        bwd.append(auto["fwdbwd_x"])
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(labels) + 1.5))
+    y = np.arange(len(labels))
+    ax.barh(y - 0.2, fwd, 0.4, label="auto, forward")
+    ax.barh(y + 0.2, bwd, 0.4, label="auto, forward+backward")
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("speed-up over lax (lax time / jaxconv time), log scale")
+    ax.set_title(f"jaxconv vs lax on {meta['device']}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def device_name() -> str:
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return f"cpu-{os.cpu_count()}core"
+    return dev.device_kind.lower().replace(" ", "-")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m jaxconv.bench", description=__doc__)
+    parser.add_argument(
+        "--suite",
+        action="append",
+        choices=list(SUITES),
+        help="suite to run (repeatable); default: all",
+    )
+    parser.add_argument("--quick", action="store_true", help="a few layers at batch 1 (< 2 min)")
+    parser.add_argument("--backend", default=None, help="jax backend: cpu, gpu, tpu")
+    parser.add_argument("--out", default="bench/results", help="output directory")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.backend:
+        jax.config.update("jax_platforms", args.backend)
+    layers = select(args.suite, args.quick)
+    try:
+        from tqdm import tqdm
+    except ImportError:  # progress bar is optional
+
+        def tqdm(it, **_):
+            return it
+
+    meta = dict(
+        device=device_name(),
+        backend=jax.default_backend(),
+        jax=jax.__version__,
+        python=sys.version.split()[0],
+        machine=platform.machine(),
+        date=time.strftime("%Y-%m-%d"),
+        quick=args.quick,
+        peak_gflops=matmul_peak_gflops(),
+    )
+    results = []
+    bar = tqdm(layers, desc="bench", unit="layer")
+    for suite, layer in bar:
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(f"{suite}: {layer.name}")
+        rows = run_layer(layer, args.repeats)
+        jax.clear_caches()
+        results.append(
+            dict(
+                suite=suite,
+                layer=layer.name,
+                kind=layer.kind,
+                x=layer.x,
+                w=getattr(layer, "w", None),
+                rows=rows,
+            )
+        )
+    stem = meta["device"] + ("-quick" if args.quick else "")
+    write_report(results, meta, args.out, stem)
+    with open(os.path.join(args.out, stem + ".md")) as f:
+        print(f.read())
+
+
+if __name__ == "__main__":
+    main()

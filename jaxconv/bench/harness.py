@@ -1,0 +1,53 @@
+"""Timing harness: warm-up, block_until_ready, medians, compile time apart.
+
+Every candidate of a layer is timed in the same process, so the ratio to lax
+is meaningful even on a noisy shared machine; absolute times are not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass
+class Timing:
+    compile_s: float
+    median_s: float
+    min_s: float
+
+
+def time_fn(fn, *args, repeats: int = 5, min_time: float = 0.05) -> Timing:
+    """Compile `fn` (already jitted), warm it up, then time `repeats` batches.
+
+    Each sample runs the function enough times to last about `min_time`
+    seconds, and reports the per-call time.
+    """
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))  # trace + compile + first run
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(fn(*args))  # warm-up
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    once = max(time.perf_counter() - start, 1e-6)
+    inner = max(1, min(50, int(min_time / once)))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        samples.append((time.perf_counter() - start) / inner)
+    return Timing(compile_s, statistics.median(samples), min(samples))
+
+
+def matmul_peak_gflops(n: int = 1024, dtype=jnp.float32) -> float:
+    """GFLOP/s of an n x n x n matmul on the default device: the peak we compare to."""
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda a, b: a @ b)
+    timing = time_fn(f, a, a, repeats=5)
+    return 2 * n**3 / timing.median_s / 1e9
