@@ -313,10 +313,15 @@ def test_gradients(algorithm, case):
 # ----------------------------------------------------------------- transforms
 
 
+# A kernel shape and group count that each algorithm runs: (HWIO, groups) for 3 channels.
+KERNEL_FOR = {"pointwise": ((1, 1, 3, 4), 1), "depthwise": ((3, 3, 1, 6), 3)}
+
+
 @pytest.mark.parametrize("algorithm", CONCRETE)
 def test_transforms(algorithm):
-    x, w = random((3, 2, 6, 5, 3), "float64", seed=21), random((3, 3, 3, 4), "float64", seed=22)
-    args = ((1, 2), "SAME", None, None, NHWC)
+    ws, groups = KERNEL_FOR.get(algorithm, ((3, 3, 3, 4), 1))
+    x, w = random((3, 2, 6, 5, 3), "float64", seed=21), random(ws, "float64", seed=22)
+    args = ((1, 2), "SAME", None, None, NHWC, groups)
 
     def f(x, w):
         return jaxconv.conv_general_dilated(x, w, *args, algorithm=algorithm)

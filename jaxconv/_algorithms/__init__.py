@@ -11,9 +11,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from jaxconv._algorithms.direct import conv_direct
-from jaxconv._algorithms.im2col import conv_im2col
-from jaxconv._algorithms.xla import conv_xla
 from jaxconv._typing import ConvParams
 
 
@@ -47,8 +44,17 @@ class AlgorithmInfo:
     supports: Callable[[Problem], str | None] = _always
 
 
+# Imported after Problem/AlgorithmInfo exist; the modules only need _common.
+from jaxconv._algorithms.depthwise import conv_depthwise, depthwise_unsupported  # noqa: E402
+from jaxconv._algorithms.direct import conv_direct  # noqa: E402
+from jaxconv._algorithms.im2col import conv_im2col  # noqa: E402
+from jaxconv._algorithms.pointwise import conv_pointwise, pointwise_unsupported  # noqa: E402
+from jaxconv._algorithms.xla import conv_xla  # noqa: E402
+
 REGISTRY: dict[str, AlgorithmInfo] = {
     "direct": AlgorithmInfo(conv_direct),
     "im2col": AlgorithmInfo(conv_im2col),
+    "pointwise": AlgorithmInfo(conv_pointwise, pointwise_unsupported),
+    "depthwise": AlgorithmInfo(conv_depthwise, depthwise_unsupported),
     "xla": AlgorithmInfo(conv_xla),
 }
