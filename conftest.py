@@ -13,9 +13,15 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture(autouse=True)
-def _doctest_namespace(doctest_namespace):
+def _doctest_namespace(request, doctest_namespace):
+    """Doctests run as a user would: default 32-bit types, with jnp/jax/jaxconv imported."""
     import jax.numpy as jnp
 
     import jaxconv
 
     doctest_namespace.update(jnp=jnp, jax=jax, jaxconv=jaxconv, np=np)
+    if isinstance(request.node, pytest.DoctestItem):
+        with jax.enable_x64(False):
+            yield
+    else:
+        yield

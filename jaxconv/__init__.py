@@ -4,15 +4,46 @@ Drop-in replacements for `jax.lax.conv_general_dilated` and friends, with an
 `algorithm=` choice ("direct", "im2col", ..., "xla", "auto").
 """
 
+from jaxconv._adaptive import (
+    adaptive_avg_pool,
+    adaptive_max_pool,
+    global_avg_pool,
+    global_max_pool,
+)
 from jaxconv._conv import chosen_algorithm, conv, conv_general_dilated, conv_with_general_padding
+from jaxconv._pool import (
+    PADDING_MODES,
+    avg_pool,
+    lp_pool,
+    max_pool,
+    max_unpool,
+    min_pool,
+    pool,
+    sum_pool,
+)
+from jaxconv._reduce_window import POOL_ALGORITHMS, reduce_window
 from jaxconv._select import ALGORITHMS
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ALGORITHMS",
+    "PADDING_MODES",
+    "POOL_ALGORITHMS",
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
+    "avg_pool",
     "chosen_algorithm",
     "conv",
     "conv_general_dilated",
     "conv_with_general_padding",
+    "global_avg_pool",
+    "global_max_pool",
+    "lp_pool",
+    "max_pool",
+    "max_unpool",
+    "min_pool",
+    "pool",
+    "reduce_window",
+    "sum_pool",
 ]

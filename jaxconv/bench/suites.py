@@ -124,6 +124,17 @@ SUITES = {
     ],
 }
 
+SUITES["pooling"] = [
+    PoolLayer(
+        "resnet maxpool 3x3/2 SAME", "max", (32, 56, 56, 128), (3, 3), (2, 2), "SAME", quick=True
+    ),
+    PoolLayer("resnet stem maxpool 3x3/2", "max", (8, 112, 112, 64), (3, 3), (2, 2), "SAME"),
+    PoolLayer("vgg maxpool 2x2/2", "max", (8, 112, 112, 128), (2, 2), (2, 2)),
+    PoolLayer("avgpool 3x3/2 SAME", "avg", (32, 56, 56, 128), (3, 3), (2, 2), "SAME", quick=True),
+    PoolLayer("inception avgpool 3x3/1", "avg", (8, 35, 35, 192), (3, 3), (1, 1), "SAME"),
+    PoolLayer("resnet head avgpool 7x7", "avg", (32, 7, 7, 2048), (7, 7), (1, 1)),
+]
+
 QUICK_BATCH = 1
 
 
@@ -138,5 +149,6 @@ def select(suites: list[str] | None, quick: bool):
         for layer in SUITES[suite]:
             if quick and not layer.quick:
                 continue
-            out.append((suite, layer.batch(QUICK_BATCH) if quick else layer))
+            small = layer.kind != "pool"  # pooling layers are cheap: keep the batch
+            out.append((suite, layer.batch(QUICK_BATCH) if quick and small else layer))
     return out

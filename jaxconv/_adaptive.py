@@ -1,0 +1,171 @@
+"""Adaptive and global pooling: output size fixed, bins derived from the input.
+
+Bins follow PyTorch: bin i of an axis of length L split into `out` bins covers
+[floor(i*L/out), ceil((i+1)*L/out)). Bins are boxes, so both pools are
+separable: average = one small averaging matrix per axis (a GEMM each);
+maximum = a static gather of each axis's bins and a first-maximum pick, axis
+by axis, innermost first (row-major first maximum, as PyTorch).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv._padding import adaptive_bins, int_tuple
+from jaxconv._pool import _from_nsc, _to_nsc
+
+
+def _normalize(inputs, output_size, op):
+    """-> x (N, *S, C), batch shape, output spatial size (None entries resolved)."""
+    inputs = jnp.asarray(inputs)
+    if isinstance(output_size, int) or output_size is None:
+        n = inputs.ndim - 2
+        if n < 1:
+            raise ValueError(
+                f"{op}: an int `output_size` needs batched inputs (N, *S, C), got shape "
+                f"{inputs.shape}; pass a tuple to pool unbatched inputs."
+            )
+        output_size = (output_size,) * n
+    n = len(output_size)
+    x, batch = _to_nsc(inputs, n, op)
+    spatial = x.shape[1:-1]
+    sizes = tuple(s if o is None else o for o, s in zip(output_size, spatial))
+    sizes = int_tuple(sizes, n, "output_size", op)
+    return x, batch, sizes
+
+
+def adaptive_avg_pool(inputs, output_size):
+    """Average over PyTorch's adaptive bins.
+
+    Shapes: inputs (*batch, *S, C) or (*S, C) -> (*batch, *output_size, C).
+
+    Args:
+      inputs: input array (floating).
+      output_size: int (all spatial dims of a batched input) or one entry per
+        spatial dim; None keeps that dim. Larger than the input is allowed.
+
+    Returns:
+      The pooled array.
+
+    Raises:
+      ValueError: output_size < 1 or of the wrong length.
+
+    Example:
+      >>> jaxconv.adaptive_avg_pool(jnp.arange(5.0)[:, None], (3,))[:, 0]
+      Array([0.5, 2. , 3.5], dtype=float32)
+    """
+    op = "adaptive_avg_pool"
+    x, batch, sizes = _normalize(inputs, output_size, op)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise TypeError(f"{op}: `inputs` must have a floating dtype, got {x.dtype}.")
+    compute = jnp.float32 if x.dtype in (jnp.float16, jnp.bfloat16) else x.dtype
+    y = x.astype(compute)
+    for axis, out in enumerate(sizes, start=1):
+        length = y.shape[axis]
+        if out == length:
+            continue
+        mat = np.zeros((length, out))
+        for i, (lo, hi) in enumerate(adaptive_bins(length, out)):
+            mat[lo:hi, i] = 1.0 / (hi - lo)
+        y = jnp.tensordot(y, jnp.asarray(mat, compute), ((axis,), (0,)), precision="highest")
+        y = jnp.moveaxis(y, -1, axis)  # (N, ..., out, ..., C)
+    return _from_nsc(y.astype(x.dtype), batch)
+
+
+def adaptive_max_pool(inputs, output_size, *, return_indices=False):
+    """Maximum over PyTorch's adaptive bins; optionally PyTorch-style flat indices.
+
+    Shapes: inputs (*batch, *S, C) or (*S, C) -> (*batch, *output_size, C).
+
+    Args:
+      inputs: input array.
+      output_size: as `adaptive_avg_pool`.
+      return_indices: also return int32 flat indices into the spatial plane.
+
+    Returns:
+      The pooled array, or `(values, indices)`.
+
+    Example:
+      >>> v, i = jaxconv.adaptive_max_pool(jnp.array([1.0, 5.0, 2.0, 4.0])[:, None], (2,),
+      ...                                  return_indices=True)
+      >>> v[:, 0], i[:, 0]
+      (Array([5., 4.], dtype=float32), Array([1, 3], dtype=int32))
+    """
+    op = "adaptive_max_pool"
+    x, batch, sizes = _normalize(inputs, output_size, op)
+    spatial = x.shape[1:-1]
+    y = x
+    positions = {}  # axis -> (N, ..., C) index along that axis of the chosen element
+    for axis in reversed(range(1, len(sizes) + 1)):
+        length, out = y.shape[axis], sizes[axis - 1]
+        bins = adaptive_bins(length, out)
+        width = max(hi - lo for lo, hi in bins)
+        gather = np.array([[min(lo + j, hi - 1) for j in range(width)] for lo, hi in bins])
+        flat = gather.reshape(-1)
+        g = jnp.take(y, flat, axis=axis)  # (N, ..., out*width, ..., C)
+        g = g.reshape(
+            *y.shape[:axis], out, width, *y.shape[axis + 1 :]
+        )  # (N, .., out, width, .., C)
+        pick = _first_max(g, axis + 1)  # (N, ..., out, 1, ..., C)
+        y = jnp.take_along_axis(g, pick, axis=axis + 1).squeeze(axis + 1)
+        for a, pos in positions.items():
+            pos = jnp.take(pos, flat, axis=axis).reshape(g.shape)
+            positions[a] = jnp.take_along_axis(pos, pick, axis=axis + 1).squeeze(axis + 1)
+        shape = [1] * g.ndim
+        shape[axis], shape[axis + 1] = out, width
+        here = jnp.broadcast_to(jnp.asarray(gather.reshape(shape), jnp.int32), g.shape)
+        positions[axis] = jnp.take_along_axis(here, pick, axis=axis + 1).squeeze(axis + 1)
+    values = _from_nsc(y, batch)
+    if not return_indices:
+        return values
+    flat_index = jnp.zeros(y.shape, jnp.int32)
+    for axis, pos in positions.items():
+        flat_index = flat_index + pos * math.prod(spatial[axis:])
+    return values, _from_nsc(flat_index, batch)
+
+
+def _first_max(g, axis):
+    """Index of the first maximum along `axis` (NaN counts as maximum), kept as a size-1 axis."""
+    if jnp.issubdtype(g.dtype, jnp.floating):
+        nan = jnp.isnan(g)
+        key = jnp.where(nan, jnp.inf, g)
+        best = jnp.max(key, axis=axis, keepdims=True)
+        hit = jnp.where(jnp.any(nan, axis=axis, keepdims=True), nan, key == best)
+    else:
+        hit = g == jnp.max(g, axis=axis, keepdims=True)
+    return lax.stop_gradient(jnp.argmax(hit, axis=axis, keepdims=True).astype(jnp.int32))
+
+
+def _spatial_axes(inputs, op):
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim < 3:
+        raise ValueError(
+            f"{op}: `inputs` must be (N, *S, C) with a spatial dim, got {inputs.shape}."
+        )
+    return inputs, tuple(range(1, inputs.ndim - 1))
+
+
+def global_avg_pool(inputs, keepdims=False):
+    """Mean over every spatial axis of (N, *S, C) -> (N, C) or (N, *1, C).
+
+    Example:
+      >>> jaxconv.global_avg_pool(jnp.ones((2, 3, 3, 4))).shape
+      (2, 4)
+    """
+    inputs, axes = _spatial_axes(inputs, "global_avg_pool")
+    return jnp.mean(inputs, axis=axes, keepdims=keepdims)
+
+
+def global_max_pool(inputs, keepdims=False):
+    """Maximum over every spatial axis of (N, *S, C) -> (N, C) or (N, *1, C).
+
+    Example:
+      >>> jaxconv.global_max_pool(jnp.ones((2, 3, 3, 4)), keepdims=True).shape
+      (2, 1, 1, 4)
+    """
+    inputs, axes = _spatial_axes(inputs, "global_max_pool")
+    return jnp.max(inputs, axis=axes, keepdims=keepdims)

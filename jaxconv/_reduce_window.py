@@ -1,0 +1,397 @@
+"""`reduce_window` from strided slices and an elementwise fold, differentiable throughout.
+
+Three paths, chosen once per call from the computation and the init value:
+
+* monoid (max, min, add, mul and their jnp twins): a window is a box, so the
+  reduction is separable: fold each spatial axis in turn (k1 + k2 slices
+  instead of k1 * k2).
+* max/min with the identity init: the same separable fold, under a
+  `custom_jvp` whose tangent follows the one element per window that
+  `select_and_scatter` would pick (the first maximum in row-major order), so
+  gradients equal `jax.grad` through `lax.reduce_window`, ties included. The
+  tangent rule is linear (where + slice), so reverse mode is its transpose:
+  pads of masked cotangents, with no select_and_scatter.
+* any other binary callable: a row-major fold over every window tap from the
+  init value, differentiated by plain autodiff (which lax cannot do).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import operator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv._algorithms._common import taps
+from jaxconv._padding import dilate_dim, int_tuple, padtype_to_pads, resolve_padding
+from jaxconv._padding import window_output_shape as _out_shape
+
+_MONOIDS = {
+    lax.max: "max",
+    jnp.maximum: "max",
+    lax.min: "min",
+    jnp.minimum: "min",
+    lax.add: "add",
+    jnp.add: "add",
+    operator.add: "add",
+    lax.mul: "mul",
+    jnp.multiply: "mul",
+    operator.mul: "mul",
+}
+_COMBINE = {"max": lax.max, "min": lax.min, "add": lax.add, "mul": lax.mul}
+
+
+def identity(kind: str, dtype):
+    """The identity element of monoid `kind` for `dtype` (-inf / dtype min for max, ...)."""
+    dtype = np.dtype(dtype)
+    if kind in ("add", "mul"):
+        return np.array(0 if kind == "add" else 1, dtype)
+    if jnp.issubdtype(dtype, jnp.floating):
+        return np.array(-np.inf if kind == "max" else np.inf, dtype)
+    if dtype == np.bool_:
+        return np.array(kind == "min", dtype)
+    info = jnp.iinfo(dtype)
+    return np.array(info.min if kind == "max" else info.max, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowParams:
+    """Normalised window geometry over every axis of the operand."""
+
+    window: tuple[int, ...]
+    strides: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    base_dilation: tuple[int, ...]
+    window_dilation: tuple[int, ...]
+
+
+def resolve_window(
+    shape, window_dimensions, window_strides, padding, base_dilation, window_dilation, op: str
+) -> WindowParams:
+    """Validate lax-style window arguments for an operand of `shape`."""
+    n = len(shape)
+    window = int_tuple(window_dimensions, n, "window_dimensions", op)
+    strides = int_tuple(window_strides, n, "window_strides", op)
+    base = int_tuple(base_dilation, n, "base_dilation", op)
+    wdil = int_tuple(window_dilation, n, "window_dilation", op)
+    eff = tuple(map(dilate_dim, window, wdil))
+    if isinstance(padding, str):
+        # As lax: string padding sees the undilated operand and the dilated window.
+        resolve_padding(padding, shape, eff, strides, op)  # validates the string
+        pads = padtype_to_pads(shape, eff, strides, padding)
+    else:
+        pads = resolve_padding(padding, shape, eff, strides, op)
+    _out_shape(tuple(map(dilate_dim, shape, base)), eff, strides, pads, op)
+    return WindowParams(window, strides, pads, base, wdil)
+
+
+def out_shape(shape, p: WindowParams):
+    eff = tuple(map(dilate_dim, p.window, p.window_dilation))
+    return _out_shape(tuple(map(dilate_dim, shape, p.base_dilation)), eff, p.strides, p.pads, "")
+
+
+def _pad(x, value, p: WindowParams):
+    config = [(lo, hi, d - 1) for (lo, hi), d in zip(p.pads, p.base_dilation)]
+    if all(c == (0, 0, 0) for c in config):
+        return x
+    return lax.pad(x, value, config)
+
+
+def _predilate(x, fill, p: WindowParams):
+    """Apply base dilation (and with it all padding) up front; other paths pad per tap."""
+    if all(d == 1 for d in p.base_dilation):
+        return x, p
+    zero = ((0, 0),) * x.ndim
+    return _pad(x, fill, p), dataclasses.replace(p, pads=zero, base_dilation=(1,) * x.ndim)
+
+
+def _span(size, t, d, s, lo, o):
+    """For tap t of one axis: (first, last) outputs whose input lies in [0, size)."""
+    first = max(0, -(-(lo - t * d) // s))
+    last = min(o - 1, (size - 1 + lo - t * d) // s)
+    return first, last
+
+
+def _axis_taps(x, fill, axis, k, s, d, lo, o):
+    """The k windows of `x` along `axis`, each a strided slice padded (fusibly) along `axis`."""
+    for t in range(k):
+        first, last = _span(x.shape[axis], t, d, s, lo, o)
+        shape = list(x.shape)
+        shape[axis] = o
+        if first > last:
+            yield jnp.full(shape, fill, x.dtype)
+            continue
+        start, limit, step = [0] * x.ndim, list(x.shape), [1] * x.ndim
+        start[axis] = first * s + t * d - lo
+        limit[axis] = last * s + t * d - lo + 1
+        step[axis] = s
+        window = lax.slice(x, start, limit, step)
+        if first or last != o - 1:
+            config = [(0, 0, 0)] * x.ndim
+            config[axis] = (first, o - 1 - last, 0)
+            window = lax.pad(window, fill, config)
+        yield window
+
+
+def _active_axes(x, p: WindowParams, out):
+    """Axes that need folding, innermost first (the order that makes row-major ties work)."""
+    for axis in reversed(range(x.ndim)):
+        k, s, (lo, _) = p.window[axis], p.strides[axis], p.pads[axis]
+        if k == 1 and s == 1 and lo == 0 and x.shape[axis] == out[axis]:
+            continue
+        yield axis, k, s, p.window_dilation[axis], lo, out[axis]
+
+
+_REDUCE = {
+    "max": lax.reduce_max,
+    "min": lax.reduce_min,
+    "add": lax.reduce_sum,
+    "mul": lax.reduce_prod,
+}
+
+
+def _covers(x, p: WindowParams, axis: int, out) -> bool:
+    """Whether the one window on `axis` spans the whole unpadded, undilated axis."""
+    return (
+        out[axis] == 1
+        and p.window[axis] == x.shape[axis]
+        and p.window_dilation[axis] == 1
+        and p.pads[axis] == (0, 0)
+        and p.base_dilation[axis] == 1
+    )
+
+
+def _separable(x, fill, kind, p: WindowParams, out):
+    """Fold each axis in turn, innermost first: x -> out. A window spanning a whole
+    axis becomes a plain reduction (XLA's reduce is faster than a long fold)."""
+    combine = _COMBINE[kind]
+    x, p = _predilate(x, fill, p)
+    for axis, k, s, d, lo, o in _active_axes(x, p, out):
+        if _covers(x, p, axis, out):
+            x = lax.expand_dims(_REDUCE[kind](x, (axis,)), (axis,))
+            continue
+        acc = None
+        for window in _axis_taps(x, fill, axis, k, s, d, lo, o):
+            acc = window if acc is None else combine(acc, window)
+        x = acc
+    return x
+
+
+def _first_pick(acc, new, kind):
+    """True where `new` replaces `acc`: select_and_scatter's `ge`/`le` select, negated."""
+    return ~(acc >= new) if kind == "max" else ~(acc <= new)
+
+
+_FOLD_MAX_TAPS = 27
+"""Windows up to this many taps fold in one fused pass; larger ones go axis by axis."""
+
+
+def _monoid(x, fill, kind, p: WindowParams, out):
+    """A monoid over every window: one fused fold for small windows, separable for large."""
+    covered = all(_covers(x, p, a, out) for a, *_ in _active_axes(x, p, out))
+    if len(p.window) and np.prod(p.window) <= _FOLD_MAX_TAPS and not covered:
+        return _fold(x, fill, _COMBINE[kind], p, out, start_with_init=False)
+    return _separable(x, fill, kind, p, out)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _select_reduce(x, fill, kind, p, out):
+    """Max/min over windows, with select_and_scatter's gradient (see module doc)."""
+    return _monoid(x, fill, kind, p, out)
+
+
+@_select_reduce.defjvp
+def _select_reduce_jvp(kind, p, out, primals, tangents):
+    (x, fill), (tx, _) = primals, tangents
+    value = _select_reduce(x, fill, kind, p, out)
+    zero = jnp.zeros((), tx.dtype)
+    tx, _ = _predilate(tx, zero, p)
+    x, p = _predilate(x, fill, p)
+    for axis, k, s, d, lo, o in _active_axes(x, p, out):
+        acc = tan = None
+        windows = _axis_taps(x, fill, axis, k, s, d, lo, o)
+        twins = _axis_taps(tx, zero, axis, k, s, d, lo, o)
+        for window, twin in zip(windows, twins):
+            if acc is None:
+                acc, tan = window, twin
+                continue
+            take = _first_pick(acc, window, kind)
+            acc = jnp.where(take, window, acc)
+            tan = jnp.where(take, twin, tan)
+        x, tx = acc, tan
+    return value, tx
+
+
+def _tap_window(x, tap, fill, p: WindowParams, out):
+    """What window tap `tap` meets at every output position, without padding all of `x`.
+
+    The in-bounds part is one strided slice of `x`; the positions that fall
+    in the padding are added back by a small `lax.pad` of that slice, which XLA
+    fuses into the consumer (a padded copy of `x` would cost a full pass).
+    Base dilation falls back to padding `x` first.
+    """
+    if any(d > 1 for d in p.base_dilation):
+        xp = _pad(x, fill, p)
+        start = [t * d for t, d in zip(tap, p.window_dilation)]
+        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, p.strides)]
+        return lax.slice(xp, start, limit, p.strides)
+    start, limit, config = [], [], []
+    for t, d, s, (lo, _), o, size in zip(tap, p.window_dilation, p.strides, p.pads, out, x.shape):
+        first = max(0, -(-(lo - t * d) // s))  # first output whose input is in bounds
+        last = min(o - 1, (size - 1 + lo - t * d) // s)
+        if first > last:  # this tap only ever meets padding
+            return jnp.full(out, fill, x.dtype)
+        start.append(first * s + t * d - lo)
+        limit.append(last * s + t * d - lo + 1)
+        config.append((first, o - 1 - last, 0))
+    window = lax.slice(x, start, limit, p.strides)
+    return window if all(c == (0, 0, 0) for c in config) else lax.pad(window, fill, config)
+
+
+def _tap_valid(tap, shape, p: WindowParams, out):
+    """Static mask (*out) of the output positions where tap `tap` meets a real element.
+
+    Padding and base-dilation holes are not folded, as XLA does: that matters
+    only for reducers where the init value is not an identity.
+    """
+    mask = np.ones((), bool)
+    for t, d, s, (lo, _), o, size, b in zip(
+        tap, p.window_dilation, p.strides, p.pads, out, shape, p.base_dilation
+    ):
+        pos = np.arange(o) * s + t * d - lo  # position in the dilated input
+        ok = (pos >= 0) & (pos < dilate_dim(size, b)) & (pos % b == 0)
+        mask = np.multiply.outer(mask, ok)
+    return mask
+
+
+def _fold(x, init, computation, p: WindowParams, out, start_with_init: bool):
+    """Row-major fold over every window tap, from `init` or from the first tap."""
+    if not start_with_init:
+        acc = None
+        for tap in taps(p.window):
+            window = _tap_window(x, tap, init, p, out)
+            acc = window if acc is None else computation(acc, window)
+        return acc
+    acc = jnp.broadcast_to(init, out)
+    for tap in taps(p.window):
+        valid = _tap_valid(tap, x.shape, p, out)
+        if not valid.any():
+            continue
+        step = computation(acc, _tap_window(x, tap, init, p, out))
+        acc = step if valid.all() else jnp.where(jnp.asarray(valid), step, acc)
+    return acc
+
+
+def monoid_kind(computation, init_value, dtype):
+    """'max'/'min'/'add'/'mul' if `computation` is a known monoid, else None; and
+    whether `init_value` is (concretely) its identity."""
+    kind = _MONOIDS.get(computation)
+    if kind is None:
+        return None, False
+    try:
+        init = np.asarray(init_value)
+    except (TypeError, jax.errors.TracerArrayConversionError):
+        return kind, False
+    return kind, bool(init.shape == () and init == identity(kind, dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def reduce_window_direct(x, init_value, computation, p: WindowParams, kind, is_identity):
+    """The primitive path: pad, then fold (separable for monoids).
+
+    `kind, is_identity = monoid_kind(computation, init_value, x.dtype)`, decided
+    by the caller while `init_value` is still concrete.
+    """
+    with jax.named_scope("jaxconv.reduce_window"):
+        init_value = jnp.asarray(init_value, x.dtype)
+        out = out_shape(x.shape, p)
+        if 0 in out:
+            return jnp.broadcast_to(init_value, out)
+        if kind is None or not is_identity:
+            return _fold(x, init_value, computation, p, out, start_with_init=True)
+        if kind in ("max", "min") and jnp.issubdtype(x.dtype, jnp.inexact):
+            return _select_reduce(x, init_value, kind, p, out)
+        return _monoid(x, init_value, kind, p, out)
+
+
+def reduce_window_xla(x, init_value, computation, p: WindowParams):
+    """lax.reduce_window itself: the oracle and escape hatch (not differentiable in general)."""
+    return lax.reduce_window(
+        x, init_value, computation, p.window, p.strides, p.pads, p.base_dilation, p.window_dilation
+    )
+
+
+POOL_ALGORITHMS = ("auto", "direct", "xla")
+
+
+def choose_pool_algorithm(algorithm, op: str) -> str:
+    """ "auto" is "direct": its forward matches lax and its gradient is faster (bench/results)."""
+    if algorithm not in POOL_ALGORITHMS:
+        raise ValueError(f"{op}: `algorithm` (={algorithm!r}) must be one of {POOL_ALGORITHMS}.")
+    return "direct" if algorithm == "auto" else algorithm
+
+
+def reduce_window(
+    operand,
+    init_value,
+    computation,
+    window_dimensions,
+    window_strides=None,
+    padding="VALID",
+    base_dilation=None,
+    window_dilation=None,
+    *,
+    algorithm="auto",
+):
+    """Windowed reduction, a differentiable drop-in for `jax.lax.reduce_window`.
+
+    Shapes: operand (*D) -> (*Out) with, per axis,
+    Out = floor((dilate(D, base_dilation) + lo + hi - dilate(W, window_dilation)) / stride) + 1.
+
+    Args:
+      operand: array to reduce.
+      init_value: scalar starting value; also the padding value.
+      computation: binary function: lax.max/min/add/mul, their jnp twins, or
+        any callable (applied as a row-major fold from `init_value`).
+      window_dimensions: window size per axis.
+      window_strides: stride per axis (default 1).
+      padding: 'VALID', 'SAME', 'SAME_LOWER' or (lo, hi) pairs per axis.
+      base_dilation: holes inserted between operand elements.
+      window_dilation: holes inserted between window taps.
+      algorithm: "auto", "direct" (primitives) or "xla" (lax.reduce_window).
+
+    Returns:
+      The reduced array, dtype of `operand`.
+
+    Raises:
+      ValueError / TypeError: sizes of the wrong length or sign, bad padding, an
+        unknown algorithm.
+
+    Example:
+      >>> x = jnp.arange(16.0).reshape(4, 4)
+      >>> jaxconv.reduce_window(x, -jnp.inf, jax.lax.max, (2, 2), (2, 2), "VALID")
+      Array([[ 5.,  7.],
+             [13., 15.]], dtype=float32)
+    """
+    op = "reduce_window"
+    operand = jnp.asarray(operand)
+    if not callable(computation):
+        raise TypeError(f"{op}: `computation` must be a binary callable, got {computation!r}.")
+    p = resolve_window(
+        operand.shape,
+        window_dimensions,
+        window_strides,
+        padding,
+        base_dilation,
+        window_dilation,
+        op,
+    )
+    name = choose_pool_algorithm(algorithm, op)
+    if name == "xla":
+        return reduce_window_xla(operand, init_value, computation, p)
+    kind, is_identity = monoid_kind(computation, init_value, operand.dtype)
+    return reduce_window_direct(operand, init_value, computation, p, kind, is_identity)
