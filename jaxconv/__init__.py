@@ -23,6 +23,7 @@ from jaxconv._pool import (
 )
 from jaxconv._reduce_window import POOL_ALGORITHMS, reduce_window
 from jaxconv._select import ALGORITHMS
+from jaxconv._transpose import TRANSPOSE_ALGORITHMS, conv_transpose
 
 __version__ = "0.1.0"
 
@@ -30,12 +31,14 @@ __all__ = [
     "ALGORITHMS",
     "PADDING_MODES",
     "POOL_ALGORITHMS",
+    "TRANSPOSE_ALGORITHMS",
     "adaptive_avg_pool",
     "adaptive_max_pool",
     "avg_pool",
     "chosen_algorithm",
     "conv",
     "conv_general_dilated",
+    "conv_transpose",
     "conv_with_general_padding",
     "global_avg_pool",
     "global_max_pool",

@@ -124,6 +124,15 @@ SUITES = {
     ],
 }
 
+SUITES["unet_decoder"] = [
+    TransposeLayer("dcgan 4x4/2 512->256", (16, 8, 8, 512), (4, 4, 512, 256), (2, 2), quick=True),
+    TransposeLayer("dcgan 4x4/2 256->128", (16, 16, 16, 256), (4, 4, 256, 128), (2, 2)),
+    TransposeLayer("dcgan 4x4/2 128->64", (16, 32, 32, 128), (4, 4, 128, 64), (2, 2)),
+    TransposeLayer("unet 3x3/2 256->128", (8, 28, 28, 256), (3, 3, 256, 128), (2, 2), quick=True),
+    TransposeLayer("unet 2x2/2 128->64", (8, 56, 56, 128), (2, 2, 128, 64), (2, 2), "VALID"),
+    TransposeLayer("unet 3x3/2 64->32", (8, 56, 56, 64), (3, 3, 64, 32), (2, 2)),
+]
+
 SUITES["pooling"] = [
     PoolLayer(
         "resnet maxpool 3x3/2 SAME", "max", (32, 56, 56, 128), (3, 3), (2, 2), "SAME", quick=True

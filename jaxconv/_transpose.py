@@ -1,0 +1,271 @@
+"""Transposed convolution: lax.conv_transpose's arguments plus PyTorch's output_padding/groups.
+
+A transposed convolution is a convolution over the input dilated by the strides.
+"direct" and "xla" run exactly that (zeros included). "subpixel" skips the
+zeros: output phase r (o = s*q + r) only meets kernel taps k with
+(r + k*d - lo) divisible by s, so each phase is a small stride-1 convolution
+of the undilated input with the sub-kernel w[k0::m], and the phases are
+interleaved (Shi et al. 2016, "sub-pixel convolution"; the phase decomposition
+of Dumoulin & Visin 2016, sec. 4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+from jax import lax
+
+from jaxconv._conv import apply_out_sharding, check_operand, conv_general_dilated
+from jaxconv._layout import resolve_layout, transpose
+from jaxconv._padding import dilate_dim, int_tuple
+
+TRANSPOSE_ALGORITHMS = ("auto", "direct", "subpixel", "xla")
+
+
+def transpose_pads(kernel, strides, padding, use_consistent_padding, op):
+    """lax.conv_transpose's padding rule: 'SAME'/'VALID' (or forward-conv pairs with
+    `use_consistent_padding`) -> (lo, hi) pads of the lhs-dilated convolution.
+
+    `kernel` is the effective (dilated) kernel size.
+
+    Example:
+      >>> transpose_pads((3,), (2,), "SAME", False, "conv_transpose")
+      ((2, 1),)
+    """
+    n = len(kernel)
+    if isinstance(padding, str):
+        kind = padding.upper()
+        if kind not in ("SAME", "VALID"):
+            raise ValueError(
+                f"{op}: `padding` (={padding!r}) must be 'SAME', 'VALID' or (low, high) pairs."
+            )
+        forward = [kind] * n
+    else:
+        try:
+            pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{op}: `padding` must be a string or (low, high) integer pairs, got {padding!r}."
+            ) from None
+        if len(pairs) != n:
+            raise ValueError(f"{op}: `padding` (={padding!r}) must be {n} (low, high) pairs.")
+        if not use_consistent_padding:
+            return pairs
+        forward = pairs
+    pads = []
+    for k, s, p in zip(kernel, strides, forward):
+        if p == "SAME":
+            total = k + s - 2
+            lo = k - 1 if s > k - 1 else -(-total // 2)
+        elif p == "VALID":
+            total = k + s - 2 + max(k - s, 0)
+            lo = k - 1
+        else:
+            lo, total = k - p[0] - 1, 2 * k - p[0] - p[1] - 2
+        pads.append((lo, total - lo))
+    return tuple(pads)
+
+
+def _flip_and_swap(w, groups):
+    """`transpose_kernel`: the forward kernel (*K, A, B) of a conv B <- A channels
+    (A = O/G per group) becomes the transposed conv's (*K, B/G, G*A): taps flipped,
+    V[k, j, g*A + a] = W[-k, a, g*(B/G) + j]."""
+    nk = w.ndim - 2
+    w = jnp.flip(w, tuple(range(nk)))
+    *k, a, b = w.shape
+    w = w.reshape(*k, a, groups, b // groups)  # (*K, A, G, B/G)
+    w = w.transpose(*range(nk), nk + 2, nk + 1, nk)  # (*K, B/G, G, A)
+    return w.reshape(*k, b // groups, groups * a)  # (*K, B/G, G*A)
+
+
+def _subpixel(x, w, strides, pads, rhs_dilation, groups, conv_kwargs):
+    """Phase-decomposed transposed convolution; x (N, *S, C), w (*K, I, O) -> (N, *Out, O)."""
+    n = x.ndim - 2
+    spatial, kernel = x.shape[1:-1], w.shape[:n]
+    out = [
+        dilate_dim(L, s) + lo + hi - dilate_dim(k, d) + 1
+        for L, s, (lo, hi), k, d in zip(spatial, strides, pads, kernel, rhs_dilation)
+    ]
+    dims = []  # per dim: for each phase r, (taps k0::m, input offset c, sub-dilation e, count Q)
+    for L, s, (lo, _), k, d, o in zip(spatial, strides, pads, kernel, rhs_dilation, out):
+        g = math.gcd(s, d)
+        m, e = s // g, d // g
+        phases = []
+        for r in range(s):
+            ks = [t for t in range(k) if (r + t * d - lo) % s == 0]
+            q = max(-(-(o - r) // s), 0)
+            phases.append(
+                (ks[0] if ks else None, len(ks), (r + ks[0] * d - lo) // s if ks else 0, q)
+            )
+        dims.append((m, e, phases, L))
+    q_max = [max(ph[3] for ph in phases) for _, _, phases, _ in dims]
+
+    def phase_conv(rs):
+        index, sub_pads, sub_dil = [], [], []
+        for (m, e, phases, L), r in zip(dims, rs):
+            k0, count, c, q = phases[r]
+            if k0 is None or q == 0:
+                return None
+            index.append(slice(k0, k0 + (count - 1) * m + 1, m))
+            hi = (q - 1) + c + (count - 1) * e - (L - 1)
+            sub_pads.append((-c, hi))
+            sub_dil.append(e)
+        sub_w = w[tuple(index)]  # (*K_r, I, O)
+        nd = "".join(chr(ord("a") + i) for i in range(n))
+        return conv_general_dilated(
+            x,
+            sub_w,
+            (1,) * n,
+            sub_pads,
+            None,
+            sub_dil,
+            ("N" + nd + "C", nd + "IO", "N" + nd + "C"),
+            feature_group_count=groups,
+            **conv_kwargs,
+        )  # (N, *Q_r, O)
+
+    def build(prefix):
+        """Interleave phases of the dims after `prefix`: -> (N, *Qmax*s for those dims, O)."""
+        depth = len(prefix)
+        if depth == n:
+            y = phase_conv(prefix)
+            shape = (x.shape[0], *q_max, w.shape[-1])
+            if y is None:
+                return jnp.zeros(shape, conv_kwargs.get("preferred_element_type") or x.dtype)
+            config = [(0, 0, 0)] + [(0, qm - qy, 0) for qm, qy in zip(q_max, y.shape[1:-1])]
+            return lax.pad(y, jnp.zeros((), y.dtype), config + [(0, 0, 0)])  # (N, *Qmax, O)
+        parts = [build((*prefix, r)) for r in range(strides[depth])]
+        y = jnp.stack(parts, axis=depth + 2)  # (N, .., Qmax_d, s_d, .., O)
+        shape = list(parts[0].shape)
+        shape[depth + 1] *= strides[depth]
+        return y.reshape(shape)  # (N, .., Qmax_d*s_d, .., O)
+
+    y = build(())
+    return y[(slice(None), *(slice(0, o) for o in out), slice(None))]  # (N, *Out, O)
+
+
+def conv_transpose(
+    lhs,
+    rhs,
+    strides,
+    padding,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    transpose_kernel=False,
+    precision=None,
+    preferred_element_type=None,
+    use_consistent_padding=False,
+    *,
+    output_padding=None,
+    feature_group_count=1,
+    out_sharding=None,
+    algorithm="auto",
+):
+    """Transposed convolution, a drop-in for `jax.lax.conv_transpose` with more.
+
+    Shapes (default layout for rank n+2: N*C / *IO, e.g. NHWC / HWIO):
+      lhs: (N, *S, C); rhs: (*K, C/G, O) (or, with `transpose_kernel`, the forward
+      kernel (*K, O/G, C)); returns (N, *Out, O) with, per spatial dim,
+      Out = dilate(S, stride) + lo + hi - dilate(K, rhs_dilation) + 1 + output_padding.
+
+    Args:
+      lhs, rhs, strides, padding, rhs_dilation, dimension_numbers,
+        transpose_kernel, precision, preferred_element_type,
+        use_consistent_padding: as `lax.conv_transpose`.
+      output_padding: extra size on the high side of each spatial dim, as
+        PyTorch's ConvTranspose; each must be < max(stride, rhs_dilation).
+      feature_group_count: groups, as PyTorch's ConvTranspose `groups`.
+      out_sharding: optional output sharding.
+      algorithm: "auto", "direct" (lhs-dilated primitive conv), "subpixel"
+        (phase decomposition, no multiplications by inserted zeros) or "xla".
+
+    Returns:
+      The transposed convolution.
+
+    Raises:
+      ValueError / TypeError: bad shapes, padding, output_padding or algorithm.
+
+    Example:
+      >>> x, w = jnp.ones((1, 4, 4, 3)), jnp.ones((3, 3, 3, 8))
+      >>> jaxconv.conv_transpose(x, w, (2, 2), "SAME", algorithm="subpixel").shape
+      (1, 8, 8, 8)
+    """
+    op = "conv_transpose"
+    lhs = check_operand(lhs, "lhs", op)
+    rhs = check_operand(rhs, "rhs", op)
+    if lhs.ndim != rhs.ndim or lhs.ndim < 3:
+        raise ValueError(
+            f"{op}: `lhs` and `rhs` must have the same rank (>= 3), got lhs.shape={lhs.shape} "
+            f"and rhs.shape={rhs.shape}."
+        )
+    if algorithm not in TRANSPOSE_ALGORITHMS:
+        raise ValueError(
+            f"{op}: `algorithm` (={algorithm!r}) must be one of {TRANSPOSE_ALGORITHMS}."
+        )
+    n = lhs.ndim - 2
+    if dimension_numbers is None:
+        chars = "".join(chr(ord("a") + i) for i in range(n))
+        dimension_numbers = ("N" + chars + "C", chars + "IO", "N" + chars + "C")
+    layout = resolve_layout(dimension_numbers, lhs.shape, rhs.shape, op)
+    strides = int_tuple(strides, n, "strides", op)
+    rhs_dilation = int_tuple(rhs_dilation, n, "rhs_dilation", op)
+    groups = int_tuple(feature_group_count, 1, "feature_group_count", op)[0]
+    output_padding = int_tuple(output_padding, n, "output_padding", op, default=0, minimum=0)
+    for p, s, d in zip(output_padding, strides, rhs_dilation):
+        if p >= max(s, d):
+            raise ValueError(
+                f"{op}: `output_padding` (={output_padding}) must be smaller than the stride "
+                f"or the dilation (strides={strides}, rhs_dilation={rhs_dilation})."
+            )
+    x = transpose(lhs, layout.lhs_to_canon)  # (N, *S, C)
+    w = transpose(rhs, layout.rhs_to_canon)  # (*K, I, O)
+    if transpose_kernel:
+        if w.shape[-1] % groups:
+            raise ValueError(
+                f"{op}: `feature_group_count` (={groups}) must divide the kernel's "
+                f"forward input features (={w.shape[-1]})."
+            )
+        w = _flip_and_swap(w, groups)  # (*K, O/G, G*I)
+    kernel = tuple(map(dilate_dim, w.shape[:n], rhs_dilation))
+    pads = transpose_pads(kernel, strides, padding, use_consistent_padding, op)
+    pads = tuple((lo, hi + p) for (lo, hi), p in zip(pads, output_padding))
+    kwargs = dict(precision=precision, preferred_element_type=preferred_element_type)
+    chars = "".join(chr(ord("a") + i) for i in range(n))
+    canon = ("N" + chars + "C", chars + "IO", "N" + chars + "C")
+    name = algorithm
+    if name == "auto":  # subpixel skips the zeros that strides insert; stride 1 is a plain conv
+        name = "subpixel" if any(s > 1 for s in strides) else "direct"
+    if name == "subpixel" and any(s > 1 for s in strides):
+        if x.shape[-1] % groups or w.shape[-2] * groups != x.shape[-1]:
+            # Let conv_general_dilated report the mismatch with its usual message.
+            conv_general_dilated(
+                x,
+                w,
+                (1,) * n,
+                pads,
+                strides,
+                rhs_dilation,
+                canon,
+                feature_group_count=groups,
+                algorithm="direct",
+                **kwargs,
+            )
+        out = _subpixel(x, w, strides, pads, rhs_dilation, groups, kwargs)
+    else:
+        conv_alg = {"direct": "direct", "subpixel": "auto", "xla": "xla"}[name]
+        if algorithm == "auto":
+            conv_alg = "auto"
+        out = conv_general_dilated(
+            x,
+            w,
+            (1,) * n,
+            pads,
+            strides,
+            rhs_dilation,
+            canon,
+            feature_group_count=groups,
+            algorithm=conv_alg,
+            **kwargs,
+        )
+    return apply_out_sharding(transpose(out, layout.canon_to_out), out_sharding)

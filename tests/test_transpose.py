@@ -1,0 +1,177 @@
+"""conv_transpose: parity with lax.conv_transpose, the adjoint of conv (groups and
+output_padding, PyTorch's rule), transforms and errors."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+import jaxconv
+from tests.util import assert_close, random
+
+ALGOS = list(jaxconv.TRANSPOSE_ALGORITHMS)
+
+CASES = [
+    # (lhs NHWC, rhs HWIO, strides, padding, rhs_dilation, transpose_kernel)
+    ((2, 5, 6, 3), (3, 3, 3, 4), (2, 2), "SAME", None, False),
+    ((2, 5, 6, 3), (4, 4, 3, 4), (2, 2), "SAME", None, False),
+    ((2, 5, 6, 3), (3, 4, 3, 4), (2, 3), "VALID", (1, 2), False),
+    ((2, 5, 6, 3), (3, 3, 4, 3), (2, 1), ((1, 2), (0, 1)), None, True),
+    ((2, 5, 6, 3), (2, 2, 3, 5), (2, 2), "VALID", None, False),
+    ((2, 5, 6, 3), (3, 3, 2, 3), (1, 1), "SAME", None, True),  # forward kernel: O = 3
+    ((2, 5, 6, 3), (5, 3, 3, 2), (3, 2), ((-1, 2), (2, 3)), (2, 1), False),
+]
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("case", CASES, ids=range(len(CASES)))
+def test_matches_lax(algorithm, case):
+    xs, ws, strides, padding, dil, tk = case
+    x, w = random(xs, "float64", seed=1), random(ws, "float64", seed=2)
+    got = jaxconv.conv_transpose(
+        x, w, strides, padding, dil, transpose_kernel=tk, algorithm=algorithm
+    )
+    want = lax.conv_transpose(x, w, strides, padding, dil, transpose_kernel=tk, precision="highest")
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_layouts_ranks_and_consistent_padding(algorithm):
+    x, w = random((2, 3, 7), "float64", seed=3), random((3, 4, 3), "float64", seed=4)  # NCH, IOH
+    dn = ("NCH", "IOH", "NCH")
+    for padding, consistent in [("SAME", False), (((1, 1),), True), (((0, 2),), False)]:
+        got = jaxconv.conv_transpose(
+            x,
+            w,
+            (2,),
+            padding,
+            dimension_numbers=dn,
+            use_consistent_padding=consistent,
+            algorithm=algorithm,
+        )
+        want = lax.conv_transpose(
+            x,
+            w,
+            (2,),
+            padding,
+            dimension_numbers=dn,
+            use_consistent_padding=consistent,
+            precision="highest",
+        )
+        assert_close(got, want)
+    x3, w3 = random((1, 3, 4, 3, 2), "float64", seed=5), random((2, 3, 2, 2, 3), "float64", seed=6)
+    got = jaxconv.conv_transpose(x3, w3, (2, 1, 2), "SAME", algorithm=algorithm)
+    assert_close(got, lax.conv_transpose(x3, w3, (2, 1, 2), "SAME", precision="highest"))
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize(
+    "groups, length, kernel, stride, pad",
+    [
+        (1, 9, 3, 2, 1),
+        (2, 10, 3, 2, 1),
+        (3, 11, 4, 3, 0),
+        (2, 8, 2, 2, 0),
+    ],
+)
+def test_is_the_adjoint_of_conv_with_groups_and_output_padding(
+    algorithm, groups, length, kernel, stride, pad
+):
+    """PyTorch's ConvTranspose(groups, output_padding) is the input-gradient of Conv."""
+    cin, cout = 2 * groups, 3 * groups
+    x = random((2, length, cin), "float64", seed=7)
+    w = random((kernel, cin // groups, cout), "float64", seed=8)  # forward kernel (K, I/G, O)
+
+    def forward(x):
+        return lax.conv_general_dilated(
+            x,
+            w,
+            (stride,),
+            ((pad, pad),),
+            dimension_numbers=("NHC", "HIO", "NHC"),
+            feature_group_count=groups,
+            precision="highest",
+        )
+
+    y, vjp = jax.vjp(forward, x)
+    ct = random(y.shape, "float64", seed=9)
+    (want,) = vjp(ct)
+    # Output size of the transposed conv before output_padding; PyTorch pads the rest.
+    natural = (y.shape[1] - 1) * stride - 2 * pad + kernel
+    output_padding = length - natural
+    got = jaxconv.conv_transpose(
+        ct,
+        w,
+        (stride,),
+        ((pad, pad),),
+        dimension_numbers=("NHC", "HIO", "NHC"),
+        transpose_kernel=True,
+        use_consistent_padding=True,
+        output_padding=(output_padding,),
+        feature_group_count=groups,
+        algorithm=algorithm,
+    )
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_gradients_and_transforms(algorithm):
+    x, w = random((2, 4, 5, 2), "float64", seed=10), random((3, 3, 2, 3), "float64", seed=11)
+
+    def f(x, w):
+        return jaxconv.conv_transpose(
+            x, w, (2, 2), "SAME", output_padding=(1, 0), algorithm=algorithm
+        )
+
+    def g(x, w):  # SAME is pads (2, 1) for k=3, s=2; output_padding adds 1 to the high side
+        return lax.conv_transpose(x, w, (2, 2), ((2, 2), (2, 1)), precision="highest")
+
+    assert_close(f(x, w), g(x, w))
+    check_grads(f, (x, w), order=2, modes=("fwd", "rev"))
+    assert_close(jax.jit(f)(x, w), g(x, w))
+    assert_close(jax.vmap(f, (0, None))(x[:, None], w)[:, 0], g(x, w))
+    gx = jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1))(x, w)
+    hx = jax.grad(lambda x, w: jnp.sum(jnp.sin(g(x, w))), (0, 1))(x, w)
+    for a, b in zip(gx, hx):
+        assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_dtypes(dtype):
+    x, w = random((1, 4, 4, 3), dtype, seed=12), random((3, 3, 3, 2), dtype, seed=13)
+    want = lax.conv_transpose(x, w, (2, 2), "SAME", precision="highest")
+    for algorithm in ALGOS:
+        assert_close(
+            jaxconv.conv_transpose(x, w, (2, 2), "SAME", algorithm=algorithm), want, scale=4
+        )
+
+
+X, W = jnp.ones((1, 4, 4, 3), jnp.float32), jnp.ones((3, 3, 3, 2), jnp.float32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            dict(output_padding=(2, 0)),
+            ValueError,
+            r"`output_padding` \(=\(2, 0\)\) must be smaller",
+        ),
+        (dict(output_padding=(-1, 0)), ValueError, r"`output_padding` \(=\(-1, 0\)\) must be >= 0"),
+        (
+            dict(padding="SAME_LOWER"),
+            ValueError,
+            r"`padding` \(='SAME_LOWER'\) must be 'SAME', 'VALID'",
+        ),
+        (dict(padding=((1, 1),)), ValueError, r"must be 2 \(low, high\) pairs"),
+        (dict(algorithm="fft"), ValueError, r"`algorithm` \(='fft'\) must be one of"),
+        (dict(feature_group_count=2), ValueError, r"feature_group_count"),
+        (dict(strides=(0, 2)), ValueError, r"`strides` \(=\(0, 2\)\) must be >= 1"),
+        (dict(lhs=jnp.ones((1, 4, 4), jnp.float32)), ValueError, r"same rank"),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    call = dict(lhs=X, rhs=W, strides=(2, 2), padding="SAME") | kwargs
+    with pytest.raises(error, match=match):
+        jaxconv.conv_transpose(**call)
