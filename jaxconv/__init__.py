@@ -25,6 +25,8 @@ from jaxconv._reduce_window import POOL_ALGORITHMS, reduce_window
 from jaxconv._select import ALGORITHMS
 from jaxconv._transpose import TRANSPOSE_ALGORITHMS, conv_transpose
 
+from jaxconv import linen, nnx  # noqa: E402  (modules import the functions above)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -42,10 +44,12 @@ __all__ = [
     "conv_with_general_padding",
     "global_avg_pool",
     "global_max_pool",
+    "linen",
     "lp_pool",
     "max_pool",
     "max_unpool",
     "min_pool",
+    "nnx",
     "pool",
     "reduce_window",
     "sum_pool",
