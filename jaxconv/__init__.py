@@ -4,6 +4,7 @@ Drop-in replacements for `jax.lax.conv_general_dilated` and friends, with an
 `algorithm=` choice ("direct", "im2col", ..., "xla", "auto").
 """
 
+from jaxconv import linen, nnx
 from jaxconv._adaptive import (
     adaptive_avg_pool,
     adaptive_max_pool,
@@ -24,8 +25,6 @@ from jaxconv._pool import (
 from jaxconv._reduce_window import POOL_ALGORITHMS, reduce_window
 from jaxconv._select import ALGORITHMS
 from jaxconv._transpose import TRANSPOSE_ALGORITHMS, conv_transpose
-
-from jaxconv import linen, nnx  # noqa: E402  (modules import the functions above)
 
 __version__ = "0.1.0"
 
