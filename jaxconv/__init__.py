@@ -23,7 +23,7 @@ from jaxconv._pool import (
     sum_pool,
 )
 from jaxconv._reduce_window import POOL_ALGORITHMS, reduce_window
-from jaxconv._select import ALGORITHMS
+from jaxconv._select import ALGORITHMS, record_choices
 from jaxconv._transpose import TRANSPOSE_ALGORITHMS, conv_transpose
 
 __version__ = "0.1.0"
@@ -50,6 +50,7 @@ __all__ = [
     "min_pool",
     "nnx",
     "pool",
+    "record_choices",
     "reduce_window",
     "sum_pool",
 ]

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv._algorithms._common import taps
+from jaxconv._algorithms._common import padded_tap_window, taps
 from jaxconv._padding import dilate_dim, int_tuple, padtype_to_pads, resolve_padding
 from jaxconv._padding import window_output_shape as _out_shape
 
@@ -229,27 +229,14 @@ def _select_reduce_jvp(kind, p, out, primals, tangents):
 def _tap_window(x, tap, fill, p: WindowParams, out):
     """What window tap `tap` meets at every output position, without padding all of `x`.
 
-    The in-bounds part is one strided slice of `x`; the positions that fall
-    in the padding are added back by a small `lax.pad` of that slice, which XLA
-    fuses into the consumer (a padded copy of `x` would cost a full pass).
-    Base dilation falls back to padding `x` first.
+    See `padded_tap_window`; base dilation falls back to padding `x` first.
     """
     if any(d > 1 for d in p.base_dilation):
         xp = _pad(x, fill, p)
         start = [t * d for t, d in zip(tap, p.window_dilation)]
         limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, p.strides)]
         return lax.slice(xp, start, limit, p.strides)
-    start, limit, config = [], [], []
-    for t, d, s, (lo, _), o, size in zip(tap, p.window_dilation, p.strides, p.pads, out, x.shape):
-        first = max(0, -(-(lo - t * d) // s))  # first output whose input is in bounds
-        last = min(o - 1, (size - 1 + lo - t * d) // s)
-        if first > last:  # this tap only ever meets padding
-            return jnp.full(out, fill, x.dtype)
-        start.append(first * s + t * d - lo)
-        limit.append(last * s + t * d - lo + 1)
-        config.append((first, o - 1 - last, 0))
-    window = lax.slice(x, start, limit, p.strides)
-    return window if all(c == (0, 0, 0) for c in config) else lax.pad(window, fill, config)
+    return padded_tap_window(x, tap, fill, p.pads, p.strides, p.window_dilation, out)
 
 
 def _tap_valid(tap, shape, p: WindowParams, out):

@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 from jaxconv._algorithms import REGISTRY, Problem
 
 ALGORITHMS = ("auto", *REGISTRY)
+
+_RECORDERS: list[list] = []
+
+
+@contextlib.contextmanager
+def record_choices():
+    """Record the algorithm every convolution traced inside the block runs.
+
+    Yields a list that fills with `(algorithm, lhs shape (N, *S, G, Ig), kernel
+    shape (*K, Ig, G, Og))` tuples, in call order. Tracing is enough: use it
+    around `jax.eval_shape` to see what "auto" picks for a model, at no cost.
+
+    Example:
+      >>> x, w = jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 1, 4))
+      >>> with jaxconv.record_choices() as log:
+      ...     _ = jax.eval_shape(lambda x, w: jaxconv.conv_general_dilated(
+      ...         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      ...         feature_group_count=4), x, w)
+      >>> log[0][0]
+      'depthwise'
+    """
+    log: list = []
+    _RECORDERS.append(log)
+    try:
+        yield log
+    finally:
+        _RECORDERS.remove(log)
 
 
 def choose(requested: str, problem: Problem, op: str) -> str:
@@ -13,6 +43,13 @@ def choose(requested: str, problem: Problem, op: str) -> str:
     A named algorithm that cannot run the problem raises ValueError; "auto"
     only ever picks among supported ones.
     """
+    name = _resolve(requested, problem, op)
+    for log in _RECORDERS:
+        log.append((name, problem.x_shape, problem.w_shape))
+    return name
+
+
+def _resolve(requested: str, problem: Problem, op: str) -> str:
     if requested != "auto":
         if requested not in REGISTRY:
             raise ValueError(f"{op}: `algorithm` (={requested!r}) must be one of {ALGORITHMS}.")
@@ -25,19 +62,60 @@ def choose(requested: str, problem: Problem, op: str) -> str:
     return auto_rule(problem)
 
 
+FFT_MIN_TAPS = 169  # 13x13
+FFT_MIN_TAPS_1D = 64
+FFT_WORKSPACE_FACTOR = 4
+WORKSPACE_BUDGET_BYTES = 256 * 2**20
+"""FFT is chosen only while its spectra stay within FFT_WORKSPACE_FACTOR times the input
+plus output, or within WORKSPACE_BUDGET_BYTES, whichever is larger."""
+
+
+def _fft_fits(problem: Problem) -> bool:
+    from jaxconv._algorithms.fft import fft_workspace_bytes
+
+    itemsize = 4 if problem.dtype in ("float16", "bfloat16", "float32") else 8
+    n, groups, ig = problem.x_shape[0], problem.groups, problem.x_shape[-1]
+    io = itemsize * (
+        n * groups * ig * math.prod(problem.x_shape[1:-2])
+        + n * groups * problem.w_shape[-1] * math.prod(problem.out_spatial)
+    )
+    padded = [
+        s * d + lo + hi
+        for s, d, (lo, hi) in zip(
+            problem.x_shape[1:-2], problem.params.lhs_dilation, problem.params.pads
+        )
+    ]
+    return fft_workspace_bytes(problem.x_shape, problem.w_shape, padded, itemsize) <= (
+        FFT_WORKSPACE_FACTOR * io
+    )
+
+
 def auto_rule(problem: Problem) -> str:
     """The documented "auto" rule (README, "Choosing an algorithm"), justified by bench/results.
 
     On CPU:
-      1. depthwise (one input channel per group, several groups) -> "depthwise":
-         XLA runs grouped convs as many tiny convs; the fused fold is 20-100x faster.
-      2. 1x1 kernel -> "pointwise": one GEMM, about 1.5-2x faster than XLA's emitter.
-      3. anything else -> "xla": XLA's dense conv reaches 50-80% of the matmul peak.
+      1. one input channel per group, stride 1 and a large kernel (13x13+ taps, or
+         64+ in 1-D) -> "fft", if its spectra fit the workspace budget: 18-90x.
+      2. depthwise (one input channel per group, several groups) -> "depthwise":
+         XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
+      3. 1x1 kernel -> "pointwise": one GEMM, about 1.5-2x faster than XLA's emitter.
+      4. anything else -> "xla": XLA's dense conv reaches 50-80% of the matmul peak.
     On GPU/TPU, "xla" (cuDNN / the TPU emitter) everywhere: their dense and
     grouped convolutions are already fast, and jaxconv has measured no win there yet.
     """
     if problem.backend != "cpu":
         return "xla"
+    taps = math.prod(problem.kernel)
+    large = taps >= FFT_MIN_TAPS or (len(problem.kernel) == 1 and taps >= FFT_MIN_TAPS_1D)
+    stride_one = all(s == 1 for s in problem.params.strides)
+    if (
+        problem.x_shape[-1] == 1
+        and large
+        and stride_one
+        and REGISTRY["fft"].supports(problem) is None
+        and _fft_fits(problem)
+    ):
+        return "fft"
     for name in ("depthwise", "pointwise"):
         if REGISTRY[name].supports(problem) is None:
             return name

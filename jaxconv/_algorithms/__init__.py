@@ -47,6 +47,7 @@ class AlgorithmInfo:
 # Imported after Problem/AlgorithmInfo exist; the modules only need _common.
 from jaxconv._algorithms.depthwise import conv_depthwise, depthwise_unsupported  # noqa: E402
 from jaxconv._algorithms.direct import conv_direct  # noqa: E402
+from jaxconv._algorithms.fft import conv_fft, fft_unsupported  # noqa: E402
 from jaxconv._algorithms.im2col import conv_im2col  # noqa: E402
 from jaxconv._algorithms.pointwise import conv_pointwise, pointwise_unsupported  # noqa: E402
 from jaxconv._algorithms.xla import conv_xla  # noqa: E402
@@ -56,5 +57,6 @@ REGISTRY: dict[str, AlgorithmInfo] = {
     "im2col": AlgorithmInfo(conv_im2col),
     "pointwise": AlgorithmInfo(conv_pointwise, pointwise_unsupported),
     "depthwise": AlgorithmInfo(conv_depthwise, depthwise_unsupported),
+    "fft": AlgorithmInfo(conv_fft, fft_unsupported),
     "xla": AlgorithmInfo(conv_xla),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
@@ -39,6 +40,30 @@ def out_spatial(padded_shape, kernel_shape, p: ConvParams):
 def taps(kernel_shape):
     """Every kernel tap as an index tuple, in row-major order."""
     return itertools.product(*map(range, kernel_shape))
+
+
+def padded_tap_window(x, tap, fill, pads, strides, dilation, out):
+    """What tap `tap` meets at every output position of the zero-/`fill`-padded `x`,
+    without materialising the padded `x`.
+
+    Every argument covers all axes of `x`. The in-bounds part is one strided
+    slice; the positions that fall in the padding are restored by a small
+    `lax.pad` of that slice, which XLA fuses into elementwise consumers (a
+    padded copy of `x` would cost a full pass and its memory).
+    """
+    start, limit, config = [], [], []
+    for t, d, s, (lo, _), o, size in zip(tap, dilation, strides, pads, out, x.shape):
+        first = max(0, -(-(lo - t * d) // s))  # first output whose input is in bounds
+        last = min(o - 1, (size - 1 + lo - t * d) // s)
+        if first > last:  # this tap only ever meets padding
+            return jnp.full(out, fill, x.dtype)
+        start.append(first * s + t * d - lo)
+        limit.append(last * s + t * d - lo + 1)
+        config.append((first, o - 1 - last, 0))
+    window = lax.slice(x, start, limit, strides)
+    if all(c == (0, 0, 0) for c in config):
+        return window
+    return lax.pad(window, jnp.asarray(fill, x.dtype), config)
 
 
 def strided_window(x, tap, dilation, strides, out, lead: int = 1):
