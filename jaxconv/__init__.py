@@ -11,6 +11,7 @@ from jaxconv._adaptive import (
     global_avg_pool,
     global_max_pool,
 )
+from jaxconv._autotune import autotune, set_autotune
 from jaxconv._conv import chosen_algorithm, conv, conv_general_dilated, conv_with_general_padding
 from jaxconv._pool import (
     PADDING_MODES,
@@ -35,6 +36,7 @@ __all__ = [
     "TRANSPOSE_ALGORITHMS",
     "adaptive_avg_pool",
     "adaptive_max_pool",
+    "autotune",
     "avg_pool",
     "chosen_algorithm",
     "conv",
@@ -52,5 +54,6 @@ __all__ = [
     "pool",
     "record_choices",
     "reduce_window",
+    "set_autotune",
     "sum_pool",
 ]

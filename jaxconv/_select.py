@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+from jaxconv import _autotune
 from jaxconv._algorithms import REGISTRY, Problem
 
 ALGORITHMS = ("auto", *REGISTRY)
@@ -59,7 +60,33 @@ def _resolve(requested: str, problem: Problem, op: str) -> str:
                 f"{op}: `algorithm` (={requested!r}) cannot run this problem: {reason}"
             )
         return requested
+    settings = _autotune.active()
+    if settings is not None:
+        return _autotune.tuned_choice(problem, tuning_candidates(problem), settings)
     return auto_rule(problem)
+
+
+def tuning_candidates(problem: Problem) -> list[str]:
+    """Algorithms that can run `problem` within the workspace budget (for autotuning)."""
+    from jaxconv._algorithms.im2col import im2col_workspace_bytes
+
+    names = []
+    for name, info in REGISTRY.items():
+        if info.supports(problem) is not None:
+            continue
+        if name == "fft" and not _fft_fits(problem):
+            continue
+        itemsize = 8 if problem.dtype in ("float64", "complex64") else 4
+        if (
+            name == "im2col"
+            and im2col_workspace_bytes(
+                problem.x_shape, problem.w_shape, problem.out_spatial, itemsize
+            )
+            > WORKSPACE_BUDGET_BYTES
+        ):
+            continue
+        names.append(name)
+    return names
 
 
 FFT_MIN_TAPS = 169  # 13x13

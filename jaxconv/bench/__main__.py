@@ -39,6 +39,10 @@ def _flops(layer) -> float:
     return 2.0 * n * math.prod(out) * math.prod(kernel) * ig * cout
 
 
+SLOW_FOR_LARGE_KERNELS = ("direct", "im2col", "winograd")
+"""Skipped above 49 taps: minutes to compile and run, and never competitive there."""
+
+
 def _candidates(layer):
     """{name: forward fn(x, w)} for lax and each jaxconv algorithm that applies."""
     import jaxconv
@@ -54,8 +58,9 @@ def _candidates(layer):
     x = jax.ShapeDtypeStruct(layer.x, jnp.float32)
     w = jax.ShapeDtypeStruct(layer.w, jnp.float32)
     out = {"lax": lambda x, w: jax.lax.conv_general_dilated(x, w, *args)}
+    taps = math.prod(layer.w[:-2])
     for name in jaxconv.ALGORITHMS:
-        if name == "xla":
+        if name == "xla" or (name in SLOW_FOR_LARGE_KERNELS and taps > 49):
             continue
         try:
             jaxconv.chosen_algorithm(x, w, *args, algorithm=name)
