@@ -62,9 +62,11 @@ def test_corrupt_cache_is_ignored_with_a_warning(tmp_path, timings):
     path = tmp_path / "tune.json"
     path.write_text("{not json")
     x, w = random((1, 8, 8, 3), seed=3), random((3, 3, 3, 5), seed=4)
-    with pytest.warns(RuntimeWarning, match="ignoring unreadable cache"):
-        with jaxconv.autotune(cache_path=str(path), repeats=1):
-            got = conv(x, w)
+    with (
+        pytest.warns(RuntimeWarning, match="ignoring unreadable cache"),
+        jaxconv.autotune(cache_path=str(path), repeats=1),
+    ):
+        got = conv(x, w)
     assert_close(
         got,
         lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC, precision="highest"),
@@ -83,9 +85,11 @@ def test_stale_entry_is_retuned_with_a_warning(tmp_path, timings):
         entry["algorithm"] = "winograd9000"
     path.write_text(json.dumps(data))
     timed = len(timings)
-    with pytest.warns(RuntimeWarning, match="stale cache entry"):
-        with jaxconv.autotune(cache_path=str(path), repeats=1):
-            got = conv(x, w)
+    with (
+        pytest.warns(RuntimeWarning, match="stale cache entry"),
+        jaxconv.autotune(cache_path=str(path), repeats=1),
+    ):
+        got = conv(x, w)
     assert len(timings) > timed
     assert_close(got, jnp.einsum("nhwc,co->nhwo", x, w[0, 0], precision="highest"), scale=4)
 
