@@ -50,6 +50,11 @@ from jaxconv._algorithms.direct import conv_direct  # noqa: E402
 from jaxconv._algorithms.fft import conv_fft, fft_unsupported  # noqa: E402
 from jaxconv._algorithms.im2col import conv_im2col  # noqa: E402
 from jaxconv._algorithms.pointwise import conv_pointwise, pointwise_unsupported  # noqa: E402
+from jaxconv._algorithms.winograd import (  # noqa: E402
+    conv_winograd,
+    conv_winograd4,
+    winograd_unsupported,
+)
 from jaxconv._algorithms.xla import conv_xla  # noqa: E402
 
 REGISTRY: dict[str, AlgorithmInfo] = {
@@ -58,5 +63,7 @@ REGISTRY: dict[str, AlgorithmInfo] = {
     "pointwise": AlgorithmInfo(conv_pointwise, pointwise_unsupported),
     "depthwise": AlgorithmInfo(conv_depthwise, depthwise_unsupported),
     "fft": AlgorithmInfo(conv_fft, fft_unsupported),
+    "winograd": AlgorithmInfo(conv_winograd, winograd_unsupported),
+    "winograd4": AlgorithmInfo(conv_winograd4, winograd_unsupported),
     "xla": AlgorithmInfo(conv_xla),
 }
