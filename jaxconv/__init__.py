@@ -12,7 +12,13 @@ from jaxconv._adaptive import (
     global_max_pool,
 )
 from jaxconv._autotune import autotune, set_autotune
-from jaxconv._conv import chosen_algorithm, conv, conv_general_dilated, conv_with_general_padding
+from jaxconv._conv import (
+    candidate_algorithms,
+    chosen_algorithm,
+    conv,
+    conv_general_dilated,
+    conv_with_general_padding,
+)
 from jaxconv._pool import (
     PADDING_MODES,
     avg_pool,
@@ -38,6 +44,7 @@ __all__ = [
     "adaptive_max_pool",
     "autotune",
     "avg_pool",
+    "candidate_algorithms",
     "chosen_algorithm",
     "conv",
     "conv_general_dilated",

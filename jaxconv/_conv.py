@@ -369,6 +369,50 @@ def conv_with_general_padding(
     )
 
 
+def candidate_algorithms(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+):
+    """Algorithms that can run these arguments within the workspace budget (what
+    autotuning times). Takes arrays or `jax.ShapeDtypeStruct`s; computes nothing.
+
+    Example:
+      >>> import jax, jaxconv
+      >>> x = jax.ShapeDtypeStruct((1, 8, 8, 3), "float32")
+      >>> w = jax.ShapeDtypeStruct((1, 1, 3, 16), "float32")
+      >>> "pointwise" in jaxconv.candidate_algorithms(
+      ...     x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      True
+    """
+    from jaxconv._select import tuning_candidates
+
+    _, problem = _plan(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        batch_group_count,
+        precision,
+        preferred_element_type,
+        "xla",
+        "candidate_algorithms",
+    )
+    return tuning_candidates(problem)
+
+
 def chosen_algorithm(
     lhs,
     rhs,

@@ -112,9 +112,8 @@ def _fft_fits(problem: Problem) -> bool:
             problem.x_shape[1:-2], problem.params.lhs_dilation, problem.params.pads
         )
     ]
-    return fft_workspace_bytes(problem.x_shape, problem.w_shape, padded, itemsize) <= (
-        FFT_WORKSPACE_FACTOR * io
-    )
+    workspace = fft_workspace_bytes(problem.x_shape, problem.w_shape, padded, itemsize)
+    return workspace <= max(FFT_WORKSPACE_FACTOR * io, WORKSPACE_BUDGET_BYTES)
 
 
 def auto_rule(problem: Problem) -> str:

@@ -39,7 +39,7 @@ def _flops(layer) -> float:
     return 2.0 * n * math.prod(out) * math.prod(kernel) * ig * cout
 
 
-SLOW_FOR_LARGE_KERNELS = ("direct", "im2col", "winograd")
+SLOW_FOR_LARGE_KERNELS = ("direct", "im2col")
 """Skipped above 49 taps: minutes to compile and run, and never competitive there."""
 
 
@@ -59,12 +59,9 @@ def _candidates(layer):
     w = jax.ShapeDtypeStruct(layer.w, jnp.float32)
     out = {"lax": lambda x, w: jax.lax.conv_general_dilated(x, w, *args)}
     taps = math.prod(layer.w[:-2])
-    for name in jaxconv.ALGORITHMS:
-        if name == "xla" or (name in SLOW_FOR_LARGE_KERNELS and taps > 49):
-            continue
-        try:
-            jaxconv.chosen_algorithm(x, w, *args, algorithm=name)
-        except ValueError:
+    names = [n for n in jaxconv.candidate_algorithms(x, w, *args) if n != "xla"]
+    for name in [*names, "auto"]:
+        if name in SLOW_FOR_LARGE_KERNELS and taps > 49:
             continue
         out[name] = lambda x, w, name=name: jaxconv.conv_general_dilated(
             x, w, *args, algorithm=name
