@@ -244,6 +244,47 @@ def conv_transpose_apply(
     return restore_batch(_add_bias(y, bias), batch)
 
 
+def module_conv(module, inputs, kernel, bias, *, groups, op, out_sharding=None):
+    """`conv_apply` with the configuration a Conv-like module (linen or nnx) stores."""
+    return conv_apply(
+        inputs,
+        kernel,
+        bias,
+        strides=module.strides,
+        padding=module.padding,
+        input_dilation=module.input_dilation,
+        kernel_dilation=module.kernel_dilation,
+        feature_group_count=groups,
+        precision=module.precision,
+        preferred_element_type=module.preferred_element_type,
+        padding_mode=module.padding_mode,
+        algorithm=module.algorithm,
+        out_sharding=out_sharding,
+        op=op,
+    )
+
+
+def module_conv_transpose(module, inputs, kernel, bias, *, groups, op, out_sharding=None):
+    """`conv_transpose_apply` with the configuration a ConvTranspose module stores."""
+    return conv_transpose_apply(
+        inputs,
+        kernel,
+        bias,
+        strides=module.strides,
+        padding=module.padding,
+        kernel_dilation=module.kernel_dilation,
+        transpose_kernel=module.transpose_kernel,
+        precision=module.precision,
+        preferred_element_type=module.preferred_element_type,
+        padding_mode=module.padding_mode,
+        output_padding=module.output_padding,
+        feature_group_count=groups,
+        algorithm=module.algorithm,
+        out_sharding=out_sharding,
+        op=op,
+    )
+
+
 def _local_geometry(
     x_shape, kernel_size, strides, padding, input_dilation, kernel_dilation, padding_mode, op
 ):

@@ -58,21 +58,7 @@ class Conv(nn.Conv):
         kernel_shape = kernel_size + (in_features // groups, self.features)
         kernel, bias = _params(self, kernel_shape, (self.features,))
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        return _layers.conv_apply(
-            inputs,
-            kernel,
-            bias,
-            strides=self.strides,
-            padding=self.padding,
-            input_dilation=self.input_dilation,
-            kernel_dilation=self.kernel_dilation,
-            feature_group_count=groups,
-            precision=self.precision,
-            preferred_element_type=self.preferred_element_type,
-            padding_mode=self.padding_mode,
-            algorithm=self.algorithm,
-            op=op,
-        )
+        return _layers.module_conv(self, inputs, kernel, bias, groups=groups, op=op)
 
 
 def _params(module, kernel_shape, bias_shape):
@@ -123,22 +109,7 @@ class ConvTranspose(nn.ConvTranspose):
             kernel_shape = kernel_size + (in_features // groups, self.features)
         kernel, bias = _params(self, kernel_shape, (self.features,))
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        return _layers.conv_transpose_apply(
-            inputs,
-            kernel,
-            bias,
-            strides=self.strides,
-            padding=self.padding,
-            kernel_dilation=self.kernel_dilation,
-            transpose_kernel=self.transpose_kernel,
-            precision=self.precision,
-            preferred_element_type=self.preferred_element_type,
-            padding_mode=self.padding_mode,
-            output_padding=self.output_padding,
-            feature_group_count=groups,
-            algorithm=self.algorithm,
-            op=op,
-        )
+        return _layers.module_conv_transpose(self, inputs, kernel, bias, groups=groups, op=op)
 
 
 class ConvLocal(nn.ConvLocal):
@@ -215,21 +186,7 @@ def _depthwise(module, inputs, in_features):
     kernel, bias = _params(module, kernel_size + (1, features), (features,))
     promote = nn.dtypes.promote_dtype
     inputs, kernel, bias = promote(inputs, kernel, bias, dtype=module.dtype)
-    return _layers.conv_apply(
-        inputs,
-        kernel,
-        bias,
-        strides=module.strides,
-        padding=module.padding,
-        input_dilation=module.input_dilation,
-        kernel_dilation=module.kernel_dilation,
-        feature_group_count=in_features,
-        precision=module.precision,
-        preferred_element_type=module.preferred_element_type,
-        padding_mode=module.padding_mode,
-        algorithm=module.algorithm,
-        op=op,
-    )
+    return _layers.module_conv(module, inputs, kernel, bias, groups=in_features, op=op)
 
 
 class SeparableConv(nn.Module):

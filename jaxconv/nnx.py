@@ -68,19 +68,12 @@ class Conv(nnx.Conv):
     def __call__(self, inputs, out_sharding=None):
         kernel, bias = _checked_params(self)
         inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
-        return _layers.conv_apply(
+        return _layers.module_conv(
+            self,
             inputs,
             kernel,
             bias,
-            strides=self.strides,
-            padding=self.padding,
-            input_dilation=self.input_dilation,
-            kernel_dilation=self.kernel_dilation,
-            feature_group_count=self.feature_group_count,
-            precision=self.precision,
-            preferred_element_type=self.preferred_element_type,
-            padding_mode=self.padding_mode,
-            algorithm=self.algorithm,
+            groups=self.feature_group_count,
             out_sharding=out_sharding,
             op="jaxconv.nnx.Conv",
         )
@@ -130,20 +123,12 @@ class ConvTranspose(nnx.ConvTranspose):
     def __call__(self, inputs, out_sharding=None):
         kernel, bias = _checked_params(self)
         inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
-        return _layers.conv_transpose_apply(
+        return _layers.module_conv_transpose(
+            self,
             inputs,
             kernel,
             bias,
-            strides=self.strides,
-            padding=self.padding,
-            kernel_dilation=self.kernel_dilation,
-            transpose_kernel=self.transpose_kernel,
-            precision=self.precision,
-            preferred_element_type=self.preferred_element_type,
-            padding_mode=self.padding_mode,
-            output_padding=self.output_padding,
-            feature_group_count=self.feature_group_count,
-            algorithm=self.algorithm,
+            groups=self.feature_group_count,
             out_sharding=out_sharding,
             op="jaxconv.nnx.ConvTranspose",
         )
