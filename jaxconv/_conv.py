@@ -20,7 +20,7 @@ from jaxconv._algorithms import REGISTRY, Problem
 from jaxconv._layout import Layout, resolve_layout, transpose
 from jaxconv._padding import dilate_dim, int_tuple, resolve_padding, window_output_shape
 from jaxconv._select import choose
-from jaxconv._typing import ConvParams
+from jaxconv._typing import Algorithm, ConvParams
 
 _PRECISION_NAMES = ("default", "fastest", "high", "highest", "bfloat16", "tensorfloat32", "float32")
 
@@ -240,7 +240,7 @@ def conv_general_dilated(
     preferred_element_type=None,
     out_sharding=None,
     *,
-    algorithm="auto",
+    algorithm: Algorithm = "auto",
 ):
     """General N-d convolution with dilation and groups, a drop-in for lax's.
 
@@ -312,7 +312,7 @@ def conv(
     precision=None,
     preferred_element_type=None,
     *,
-    algorithm="auto",
+    algorithm: Algorithm = "auto",
 ):
     """Convolution in lax's default NC*/OI* layout, a drop-in for `lax.conv`.
 
@@ -344,7 +344,7 @@ def conv_with_general_padding(
     precision=None,
     preferred_element_type=None,
     *,
-    algorithm="auto",
+    algorithm: Algorithm = "auto",
 ):
     """Convolution with explicit padding and dilations, a drop-in for lax's.
 
@@ -426,7 +426,7 @@ def chosen_algorithm(
     precision=None,
     preferred_element_type=None,
     *,
-    algorithm="auto",
+    algorithm: Algorithm = "auto",
 ):
     """The algorithm `conv_general_dilated` would run on these arguments.
 

@@ -28,7 +28,6 @@ class Layout:
     lhs_to_canon: tuple[int, ...]
     rhs_to_canon: tuple[int, ...]
     canon_to_out: tuple[int, ...]
-    dimension_numbers: lax.ConvDimensionNumbers
 
 
 def _check_spec_strings(specs, ndim: int, op: str) -> None:
@@ -106,7 +105,6 @@ def resolve_layout(dimension_numbers, lhs_shape, rhs_shape, op: str) -> Layout:
         lhs_to_canon=(lhs_spec[0], *lhs_spec[2:], lhs_spec[1]),
         rhs_to_canon=(*rhs_spec[2:], rhs_spec[1], rhs_spec[0]),
         canon_to_out=tuple(int(i) for i in np.argsort(out_canon)),
-        dimension_numbers=dn,
     )
 
 

@@ -32,6 +32,7 @@ from jaxconv._reduce_window import (
     reduce_window_direct,
     reduce_window_xla,
 )
+from jaxconv._typing import PoolAlgorithm
 
 PADDING_MODES = ("constant", "zeros", "reflect", "replicate", "circular")
 _NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -163,7 +164,7 @@ def pool(
     dilation=None,
     ceil_mode=False,
     padding_mode="constant",
-    algorithm="auto",
+    algorithm: PoolAlgorithm = "auto",
 ):
     """General pooling with any reducer, a drop-in for `flax.linen.pool`.
 
@@ -217,7 +218,7 @@ def max_pool(
     ceil_mode=False,
     return_indices=False,
     padding_mode="constant",
-    algorithm="auto",
+    algorithm: PoolAlgorithm = "auto",
 ):
     """Max pooling, a drop-in for `flax.linen.max_pool` with PyTorch's options.
 
@@ -272,7 +273,7 @@ def min_pool(
     dilation=None,
     ceil_mode=False,
     padding_mode="constant",
-    algorithm="auto",
+    algorithm: PoolAlgorithm = "auto",
 ):
     """Min pooling, a drop-in for `flax.linen.min_pool` (options as `max_pool`).
 
@@ -382,7 +383,7 @@ def avg_pool(
     ceil_mode=False,
     divisor_override=None,
     padding_mode="constant",
-    algorithm="auto",
+    algorithm: PoolAlgorithm = "auto",
 ):
     """Average pooling, a drop-in for `flax.linen.avg_pool` with PyTorch's options.
 
@@ -429,7 +430,7 @@ def sum_pool(
     dilation=None,
     ceil_mode=False,
     padding_mode="constant",
-    algorithm="auto",
+    algorithm: PoolAlgorithm = "auto",
 ):
     """Sum pooling (integer dtypes too); arguments as `jaxconv.pool`.
 

@@ -29,6 +29,7 @@ from jax import lax
 from jaxconv._algorithms._common import padded_tap_window, taps
 from jaxconv._padding import dilate_dim, int_tuple, padtype_to_pads, resolve_padding
 from jaxconv._padding import window_output_shape as _out_shape
+from jaxconv._typing import PoolAlgorithm
 
 _MONOIDS = {
     lax.max: "max",
@@ -332,7 +333,7 @@ def reduce_window(
     base_dilation=None,
     window_dilation=None,
     *,
-    algorithm="auto",
+    algorithm: PoolAlgorithm = "auto",
 ):
     """Windowed reduction, a differentiable drop-in for `jax.lax.reduce_window`.
 

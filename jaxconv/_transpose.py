@@ -19,6 +19,7 @@ from jax import lax
 from jaxconv._conv import apply_out_sharding, check_operand, conv_general_dilated
 from jaxconv._layout import resolve_layout, transpose
 from jaxconv._padding import dilate_dim, int_tuple
+from jaxconv._typing import TransposeAlgorithm
 
 TRANSPOSE_ALGORITHMS = ("auto", "direct", "subpixel", "xla")
 
@@ -160,7 +161,7 @@ def conv_transpose(
     output_padding=None,
     feature_group_count=1,
     out_sharding=None,
-    algorithm="auto",
+    algorithm: TransposeAlgorithm = "auto",
 ):
     """Transposed convolution, a drop-in for `jax.lax.conv_transpose` with more.
 

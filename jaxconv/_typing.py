@@ -10,11 +10,16 @@ import numpy as np
 Pads = tuple[tuple[int, int], ...]
 """One (low, high) pair per spatial dimension; negative values crop."""
 
-Algorithm = Literal["auto", "direct", "im2col", "pointwise", "depthwise", "fft", "winograd", "xla"]
+Algorithm = Literal[
+    "auto", "direct", "im2col", "pointwise", "depthwise", "fft", "winograd", "winograd4", "xla"
+]
 """Names accepted by the `algorithm=` argument of every conv function."""
 
 PoolAlgorithm = Literal["auto", "direct", "xla"]
 """Names accepted by the `algorithm=` argument of `reduce_window` and the pools."""
+
+TransposeAlgorithm = Literal["auto", "direct", "subpixel", "xla"]
+"""Names accepted by the `algorithm=` argument of `conv_transpose`."""
 
 
 @dataclasses.dataclass(frozen=True)
