@@ -99,6 +99,64 @@ def _transpose_candidates(layer):
     return out
 
 
+def _torch_row(layer, repeats: int):
+    """PyTorch as an optional peer (CPU or CUDA, whichever jax runs on), or None."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    if layer.kind != "conv" or len(layer.x) not in (3, 4, 5):
+        return None
+    import statistics
+    import time
+
+    device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    nd = len(layer.x) - 2
+    conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    x = torch.randn(layer.x[0], layer.x[-1], *layer.x[1:-1], device=device, requires_grad=True)
+    w = torch.randn(layer.w[-1], layer.w[-2], *layer.w[:-2], device=device, requires_grad=True)
+    padding = "same" if layer.padding == "SAME" and all(s == 1 for s in layer.strides) else 0
+    if layer.padding == "SAME" and padding == 0:
+        return None  # torch has no SAME with strides
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def fwd():
+        with torch.no_grad():
+            return conv(x, w, stride=layer.strides, padding=padding, groups=layer.groups)
+
+    def fwdbwd():
+        x.grad = w.grad = None
+        conv(x, w, stride=layer.strides, padding=padding, groups=layer.groups).sum().backward()
+
+    def bench(fn):
+        start = time.perf_counter()
+        fn()
+        sync()
+        first = time.perf_counter() - start
+        fn()
+        sync()
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            sync()
+            samples.append(time.perf_counter() - start)
+        return first, statistics.median(samples), min(samples)
+
+    (c1, m1, n1), (c2, m2, n2) = bench(fwd), bench(fwdbwd)
+    return dict(
+        fwd_ms=m1 * 1e3,
+        fwd_min_ms=n1 * 1e3,
+        fwd_compile_s=c1,
+        fwdbwd_ms=m2 * 1e3,
+        fwdbwd_min_ms=n2 * 1e3,
+        fwdbwd_compile_s=c2,
+        gflops=_flops(layer) / m1 / 1e9,
+        temp_mb=None,
+    )
+
+
 def _fwd_bwd(fn):
     def loss(x, w, ct):
         return jnp.vdot(fn(x, w), ct)
@@ -146,6 +204,9 @@ def run_layer(layer, repeats: int):
             gflops=flops / t_fwd.median_s / 1e9 if flops else None,
             temp_mb=(lambda b: b / 2**20 if b is not None else None)(_temp_bytes(fwd, x, w)),
         )
+    peer = _torch_row(layer, repeats)
+    if peer is not None:
+        rows["torch"] = peer
     base = rows["lax"]
     for row in rows.values():
         row["fwd_x"] = base["fwd_ms"] / row["fwd_ms"]
@@ -180,7 +241,7 @@ def write_report(results, meta, out_dir: str, stem: str):
         auto_name = next(k for k in rows if k.startswith("auto"))
         auto = rows[auto_name]
         best = max(
-            (k for k in rows if k not in ("lax",) and not k.startswith("auto")),
+            (k for k in rows if k not in ("lax", "torch") and not k.startswith("auto")),
             key=lambda k: rows[k]["fwd_x"],
             default=None,
         )
