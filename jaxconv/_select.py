@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
+
 from jaxconv import _autotune
 from jaxconv._algorithms import REGISTRY, Problem
 
@@ -76,11 +78,10 @@ def tuning_candidates(problem: Problem) -> list[str]:
             continue
         if name == "fft" and not _fft_fits(problem):
             continue
-        itemsize = 8 if problem.dtype in ("float64", "complex64") else 4
         if (
             name == "im2col"
             and im2col_workspace_bytes(
-                problem.x_shape, problem.w_shape, problem.out_spatial, itemsize
+                problem.x_shape, problem.w_shape, problem.out_spatial, _itemsize(problem)
             )
             > WORKSPACE_BUDGET_BYTES
         ):
@@ -97,10 +98,15 @@ WORKSPACE_BUDGET_BYTES = 256 * 2**20
 plus output, or within WORKSPACE_BUDGET_BYTES, whichever is larger."""
 
 
+def _itemsize(problem: Problem) -> int:
+    """Bytes per element of the workspace: 16-bit inputs are computed in float32."""
+    return max(np.dtype(problem.dtype).itemsize, 4)
+
+
 def _fft_fits(problem: Problem) -> bool:
     from jaxconv._algorithms.fft import fft_workspace_bytes
 
-    itemsize = 4 if problem.dtype in ("float16", "bfloat16", "float32") else 8
+    itemsize = _itemsize(problem)
     n, groups, ig = problem.x_shape[0], problem.groups, problem.x_shape[-1]
     io = itemsize * (
         n * groups * ig * math.prod(problem.x_shape[1:-2])
