@@ -131,7 +131,11 @@ def auto_rule(problem: Problem) -> str:
       2. depthwise (one input channel per group, several groups) -> "depthwise":
          XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
       3. 1x1 kernel -> "pointwise": one GEMM, about 1.5-2x faster than XLA's emitter.
-      4. anything else -> "xla": XLA's dense conv reaches 50-80% of the matmul peak.
+      4. 3-D (and higher) dense convs -> "xla/direct": XLA's forward, gradients from the
+         per-tap GEMMs, whose transposes beat XLA's 3-D conv backward (1.3-8x).
+      5. a single input channel (audio stems) -> "direct/xla": per-tap forward (~1.2-1.4x),
+         XLA's gradients.
+      6. anything else -> "xla": XLA's dense 2-D conv reaches 50-80% of the matmul peak.
     On GPU/TPU, "xla" (cuDNN / the TPU emitter) everywhere: their dense and
     grouped convolutions are already fast, and jaxconv has measured no win there yet.
     """
@@ -151,4 +155,8 @@ def auto_rule(problem: Problem) -> str:
     for name in ("depthwise", "pointwise"):
         if REGISTRY[name].supports(problem) is None:
             return name
+    if len(problem.kernel) >= 3:
+        return "xla/direct"
+    if problem.groups * problem.x_shape[-1] == 1 and taps <= FFT_MIN_TAPS_1D:
+        return "direct/xla"
     return "xla"

@@ -9,7 +9,11 @@ returns None when the algorithm can run the problem, or the reason it cannot.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
 
 from jaxconv._typing import ConvParams
 
@@ -57,6 +61,36 @@ from jaxconv._algorithms.winograd import (  # noqa: E402
 )
 from jaxconv._algorithms.xla import conv_xla  # noqa: E402
 
+
+def with_tangents(primal, tangent, name: str):
+    """An algorithm that runs `primal` forward and `tangent` for every tangent.
+
+    A convolution is bilinear, so its JVP is tangent(dx, w) + tangent(x, dw); under
+    reverse mode JAX transposes those, so the backward pass costs what `tangent`'s
+    transposes cost. This pairs XLA's fast forward with a primitive backward (or the
+    reverse) where the bench shows each side wins. Forward mode still works: it is
+    a custom_jvp with a linear rule, not a custom_vjp.
+    """
+
+    @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+    def conv(x, w, p):
+        return primal(x, w, p)
+
+    @functools.partial(conv.defjvp, symbolic_zeros=True)
+    def _jvp(p, primals, tangents):
+        (x, w), (dx, dw) = primals, tangents
+        out = conv(x, w, p)
+        tan = jnp.zeros_like(out)
+        if type(dx) is not jax.custom_derivatives.SymbolicZero:
+            tan = tan + tangent(dx, w, p)
+        if type(dw) is not jax.custom_derivatives.SymbolicZero:
+            tan = tan + tangent(x, dw, p)
+        return out, tan
+
+    conv.__name__ = conv.__qualname__ = name
+    return conv
+
+
 REGISTRY: dict[str, AlgorithmInfo] = {
     "direct": AlgorithmInfo(conv_direct),
     "im2col": AlgorithmInfo(conv_im2col),
@@ -66,4 +100,7 @@ REGISTRY: dict[str, AlgorithmInfo] = {
     "winograd": AlgorithmInfo(conv_winograd, winograd_unsupported),
     "winograd4": AlgorithmInfo(conv_winograd4, winograd_unsupported),
     "xla": AlgorithmInfo(conv_xla),
+    # Forward by one algorithm, gradients by another (see `with_tangents`).
+    "xla/direct": AlgorithmInfo(with_tangents(conv_xla, conv_direct, "conv_xla_direct")),
+    "direct/xla": AlgorithmInfo(with_tangents(conv_direct, conv_xla, "conv_direct_xla")),
 }

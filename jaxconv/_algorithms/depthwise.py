@@ -49,13 +49,15 @@ def depthwise_fold(x, w, p: ConvParams):
     with jax.named_scope("jaxconv.depthwise"):
         kernel = w.shape[:-3]
         n_sp = len(kernel)
-        if any(d > 1 for d in p.lhs_dilation):
+        # Stride 1: one padded copy, then plain slices (2.5-3x faster). Strided: pad per
+        # tap inside the fused loop (4x faster than strided slices of a padded copy).
+        if any(d > 1 for d in p.lhs_dilation) or all(s == 1 for s in p.strides):
             xp = _common.padded_input(x, p)  # (N, *Sp, C, 1)
             out = _common.out_spatial(xp.shape[1:-2], kernel, p)
 
             def window(tap):
                 return _common.strided_window(xp, tap, p.rhs_dilation, p.strides, out)
-        else:  # pad per tap, fused into the multiply-add: no padded copy of x
+        else:
             out = _common.out_spatial(
                 [s + lo + hi for s, (lo, hi) in zip(x.shape[1:-2], p.pads)], kernel, p
             )

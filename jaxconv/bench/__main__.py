@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxconv.bench.harness import matmul_peak_gflops, time_fn
+from jaxconv.bench.harness import matmul_peak_gflops, time_many
 from jaxconv.bench.suites import SUITES, select
 
 
@@ -182,27 +182,31 @@ def run_layer(layer, repeats: int):
         else jnp.zeros((), jnp.float32)
     )
     flops = _flops(layer)
-    rows = {}
+    fwd_calls, bwd_calls, temp = {}, {}, {}
     for name, fn in _candidates(layer).items():
         fwd = jax.jit(fn)
         ct = jnp.ones(jax.eval_shape(fwd, x, w).shape, jnp.float32)
-        t_fwd = time_fn(fwd, x, w, repeats=repeats)
-        bwd = (
-            _fwd_bwd(fn)
-            if layer.kind != "pool"
-            else jax.jit(jax.grad(lambda x, ct, fn=fn: jnp.vdot(fn(x, None), ct)))
-        )
-        bwd_args = (x, w, ct) if layer.kind != "pool" else (x, ct)
-        t_bwd = time_fn(bwd, *bwd_args, repeats=repeats)
+        fwd_calls[name] = (fwd, (x, w))
+        if layer.kind == "pool":
+            bwd = jax.jit(jax.grad(lambda x, ct, fn=fn: jnp.vdot(fn(x, None), ct)))
+            bwd_calls[name] = (bwd, (x, ct))
+        else:
+            bwd_calls[name] = (_fwd_bwd(fn), (x, w, ct))
+    t_fwd = time_many(fwd_calls, repeats)
+    t_bwd = time_many(bwd_calls, repeats)
+    for name, (fwd, args) in fwd_calls.items():  # after timing: it compiles again
+        temp[name] = _temp_bytes(fwd, *args)
+    rows = {}
+    for name in fwd_calls:
         rows[name] = dict(
-            fwd_ms=t_fwd.median_s * 1e3,
-            fwd_min_ms=t_fwd.min_s * 1e3,
-            fwd_compile_s=t_fwd.compile_s,
-            fwdbwd_ms=t_bwd.median_s * 1e3,
-            fwdbwd_min_ms=t_bwd.min_s * 1e3,
-            fwdbwd_compile_s=t_bwd.compile_s,
-            gflops=flops / t_fwd.median_s / 1e9 if flops else None,
-            temp_mb=(lambda b: b / 2**20 if b is not None else None)(_temp_bytes(fwd, x, w)),
+            fwd_ms=t_fwd[name].median_s * 1e3,
+            fwd_min_ms=t_fwd[name].min_s * 1e3,
+            fwd_compile_s=t_fwd[name].compile_s,
+            fwdbwd_ms=t_bwd[name].median_s * 1e3,
+            fwdbwd_min_ms=t_bwd[name].min_s * 1e3,
+            fwdbwd_compile_s=t_bwd[name].compile_s,
+            gflops=flops / t_fwd[name].median_s / 1e9 if flops else None,
+            temp_mb=temp[name] / 2**20 if temp[name] is not None else None,
         )
     peer = _torch_row(layer, repeats)
     if peer is not None:
@@ -323,7 +327,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a few layers at batch 1 (< 2 min)")
     parser.add_argument("--backend", default=None, help="jax backend: cpu, gpu, tpu")
     parser.add_argument("--out", default="bench/results", help="output directory")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
     if args.backend:
         jax.config.update("jax_platforms", args.backend)

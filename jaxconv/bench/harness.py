@@ -45,6 +45,35 @@ def time_fn(fn, *args, repeats: int = 5, min_time: float = 0.05) -> Timing:
     return Timing(compile_s, statistics.median(samples), min(samples))
 
 
+def time_many(calls: dict, repeats: int = 7, min_time: float = 0.05) -> dict:
+    """Time several jitted calls round-robin: {name: (fn, args)} -> {name: Timing}.
+
+    Each is compiled and warmed up first; then every repeat takes one sample of
+    each in turn, so a slow drift of a shared machine's load hits all of them
+    alike instead of whichever happened to run during it.
+    """
+    compile_s, inner = {}, {}
+    for name, (fn, args) in calls.items():
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        compile_s[name] = time.perf_counter() - start
+        jax.block_until_ready(fn(*args))
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        inner[name] = max(1, min(50, int(min_time / max(time.perf_counter() - start, 1e-6))))
+    samples = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, (fn, args) in calls.items():
+            start = time.perf_counter()
+            for _ in range(inner[name]):
+                out = fn(*args)
+            jax.block_until_ready(out)
+            samples[name].append((time.perf_counter() - start) / inner[name])
+    return {
+        name: Timing(compile_s[name], statistics.median(s), min(s)) for name, s in samples.items()
+    }
+
+
 def matmul_peak_gflops(n: int = 1024, dtype=jnp.float32) -> float:
     """GFLOP/s of an n x n x n matmul on the default device: the peak we compare to."""
     a = jnp.ones((n, n), dtype)
