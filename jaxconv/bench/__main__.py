@@ -232,7 +232,11 @@ def write_report(results, meta, out_dir: str, stem: str):
         f"jax {meta['jax']}, {meta['backend']}, {meta['date']}, matmul peak "
         f"{meta['peak_gflops']:.0f} GFLOP/s, {'quick' if meta['quick'] else 'full'} run. "
         "Ratios are lax time / jaxconv time, measured in the same process "
-        "(median of repeats after warm-up): above 1.00 is faster than lax.",
+        "(median of repeats after warm-up, candidates sampled round-robin): above 1.00 is "
+        "faster than lax. Where auto picks `xla` it compiles to the same HLO as lax, so its "
+        "deviation from 1.00 there shows the noise of this shared machine.",
+        "",
+        meta.get("peak_note", ""),
         "",
         "## Summary: what `auto` picks",
         "",
