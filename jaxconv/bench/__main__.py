@@ -172,7 +172,7 @@ def _temp_bytes(jitted, *args) -> int | None:
         return None
 
 
-def run_layer(layer, repeats: int):
+def run_layer(layer, repeats: int, memory: bool = True):
     key = jax.random.key(0)
     kx, kw = jax.random.split(key)
     x = jax.random.normal(kx, layer.x, jnp.float32)
@@ -195,7 +195,7 @@ def run_layer(layer, repeats: int):
     t_fwd = time_many(fwd_calls, repeats)
     t_bwd = time_many(bwd_calls, repeats)
     for name, (fwd, args) in fwd_calls.items():  # after timing: it compiles again
-        temp[name] = _temp_bytes(fwd, *args)
+        temp[name] = _temp_bytes(fwd, *args) if memory else None
     rows = {}
     for name in fwd_calls:
         rows[name] = dict(
@@ -331,11 +331,13 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a few layers at batch 1 (< 2 min)")
     parser.add_argument("--backend", default=None, help="jax backend: cpu, gpu, tpu")
     parser.add_argument("--out", default="bench/results", help="output directory")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=None, help="default 7 (--quick: 3)")
     args = parser.parse_args(argv)
     if args.backend:
         jax.config.update("jax_platforms", args.backend)
     layers = select(args.suite, args.quick)
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 7
     try:
         from tqdm import tqdm
     except ImportError:  # progress bar is optional
@@ -358,7 +360,7 @@ def main(argv=None):
     for suite, layer in bar:
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{suite}: {layer.name}")
-        rows = run_layer(layer, args.repeats)
+        rows = run_layer(layer, args.repeats, memory=not args.quick)
         jax.clear_caches()
         results.append(
             dict(
