@@ -220,7 +220,7 @@ def _plan(
         dtype=str(lhs.dtype),
         backend=jax.default_backend(),
     )
-    name = choose(algorithm, problem, op)
+    name = choose(algorithm, problem, op, record=op == "conv_general_dilated")
     out_shape = tuple(out_c[i] for i in layout.canon_to_out)
     empty = math.prod(out_shape) == 0 or in_features == 0 or math.prod(rhs_c[:-2]) == 0
     return _Plan(layout, bgc, groups, params, name, out_shape, empty), problem

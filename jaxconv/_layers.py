@@ -17,6 +17,7 @@ from jax import lax
 from jaxconv import _adaptive, _pool
 from jaxconv._algorithms._common import strided_window, taps
 from jaxconv._conv import conv_general_dilated
+from jaxconv._layout import channels_last
 from jaxconv._padding import dilate_dim, int_tuple, resolve_padding
 from jaxconv._transpose import conv_transpose
 
@@ -123,11 +124,6 @@ def _add_bias(y, bias):
     if bias is None:
         return y
     return y + bias.reshape((1,) * (y.ndim - bias.ndim) + bias.shape)
-
-
-def channels_last(n: int):
-    chars = "".join(chr(ord("a") + i) for i in range(n))
-    return ("N" + chars + "C", chars + "IO", "N" + chars + "C")
 
 
 def conv_apply(

@@ -108,6 +108,17 @@ def resolve_layout(dimension_numbers, lhs_shape, rhs_shape, op: str) -> Layout:
     )
 
 
+def channels_last(n: int) -> tuple[str, str, str]:
+    """Layout strings for n spatial dims, channels last: ('NabC', 'abIO', 'NabC').
+
+    Example:
+      >>> channels_last(2)
+      ('NabC', 'abIO', 'NabC')
+    """
+    chars = "".join(chr(ord("a") + i) for i in range(n))
+    return ("N" + chars + "C", chars + "IO", "N" + chars + "C")
+
+
 def transpose(x, perm):
     """`x.transpose(perm)`, skipped when `perm` is the identity."""
     return x if tuple(perm) == tuple(range(x.ndim)) else x.transpose(perm)

@@ -40,15 +40,17 @@ def record_choices():
         _RECORDERS.remove(log)
 
 
-def choose(requested: str, problem: Problem, op: str) -> str:
+def choose(requested: str, problem: Problem, op: str, record: bool = True) -> str:
     """Resolve `requested` to a concrete algorithm name for `problem`.
 
     A named algorithm that cannot run the problem raises ValueError; "auto"
-    only ever picks among supported ones.
+    only ever picks among supported ones. `record=False` for queries that run
+    nothing (they stay out of `record_choices`).
     """
     name = _resolve(requested, problem, op)
-    for log in _RECORDERS:
-        log.append((name, problem.x_shape, problem.w_shape))
+    if record:
+        for log in _RECORDERS:
+            log.append((name, problem.x_shape, problem.w_shape))
     return name
 
 

@@ -16,8 +16,13 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv._conv import apply_out_sharding, check_operand, conv_general_dilated
-from jaxconv._layout import resolve_layout, transpose
+from jaxconv._conv import (
+    apply_out_sharding,
+    check_operand,
+    chosen_algorithm,
+    conv_general_dilated,
+)
+from jaxconv._layout import channels_last, resolve_layout, transpose
 from jaxconv._padding import dilate_dim, int_tuple
 from jaxconv._typing import TransposeAlgorithm
 
@@ -113,7 +118,6 @@ def _subpixel(x, w, strides, pads, rhs_dilation, groups, conv_kwargs):
             sub_pads.append((-c, hi))
             sub_dil.append(e)
         sub_w = w[tuple(index)]  # (*K_r, I, O)
-        nd = "".join(chr(ord("a") + i) for i in range(n))
         return conv_general_dilated(
             x,
             sub_w,
@@ -121,7 +125,7 @@ def _subpixel(x, w, strides, pads, rhs_dilation, groups, conv_kwargs):
             sub_pads,
             None,
             sub_dil,
-            ("N" + nd + "C", nd + "IO", "N" + nd + "C"),
+            channels_last(n),
             feature_group_count=groups,
             **conv_kwargs,
         )  # (N, *Q_r, O)
@@ -206,8 +210,7 @@ def conv_transpose(
         )
     n = lhs.ndim - 2
     if dimension_numbers is None:
-        chars = "".join(chr(ord("a") + i) for i in range(n))
-        dimension_numbers = ("N" + chars + "C", chars + "IO", "N" + chars + "C")
+        dimension_numbers = channels_last(n)
     layout = resolve_layout(dimension_numbers, lhs.shape, rhs.shape, op)
     strides = int_tuple(strides, n, "strides", op)
     rhs_dilation = int_tuple(rhs_dilation, n, "rhs_dilation", op)
@@ -232,26 +235,15 @@ def conv_transpose(
     pads = transpose_pads(kernel, strides, padding, use_consistent_padding, op)
     pads = tuple((lo, hi + p) for (lo, hi), p in zip(pads, output_padding))
     kwargs = dict(precision=precision, preferred_element_type=preferred_element_type)
-    chars = "".join(chr(ord("a") + i) for i in range(n))
-    canon = ("N" + chars + "C", chars + "IO", "N" + chars + "C")
+    canon = channels_last(n)
     name = algorithm
     if name == "auto":  # subpixel skips the zeros that strides insert; stride 1 is a plain conv
         name = "subpixel" if any(s > 1 for s in strides) else "direct"
     if name == "subpixel" and any(s > 1 for s in strides):
-        if x.shape[-1] % groups or w.shape[-2] * groups != x.shape[-1]:
-            # Let conv_general_dilated report the mismatch with its usual message.
-            conv_general_dilated(
-                x,
-                w,
-                (1,) * n,
-                pads,
-                strides,
-                rhs_dilation,
-                canon,
-                feature_group_count=groups,
-                algorithm="direct",
-                **kwargs,
-            )
+        # Validate like conv_general_dilated (same messages); computes nothing.
+        chosen_algorithm(
+            x, w, (1,) * n, pads, strides, rhs_dilation, canon, groups, **kwargs, algorithm="xla"
+        )
         out = _subpixel(x, w, strides, pads, rhs_dilation, groups, kwargs)
     else:
         conv_alg = {"direct": "direct", "subpixel": "auto", "xla": "xla"}[name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 from jax import lax
 
+from jaxconv._layout import channels_last
 from jaxconv._typing import ConvParams
 
 
@@ -17,8 +18,7 @@ def conv_xla(x, w, p: ConvParams):
         n, *spatial, groups, ig = x.shape
         ig_, _, og = w.shape[-3:]
         nd = len(spatial)
-        chars = "".join(chr(ord("a") + i) for i in range(nd))
-        dn = ("N" + chars + "C", chars + "IO", "N" + chars + "C")
+        dn = channels_last(nd)
         out = lax.conv_general_dilated(
             x.reshape(n, *spatial, groups * ig),  # (N, *S, G*Ig)
             w.reshape(*w.shape[:-3], ig_, groups * og),  # (*K, Ig, G*Og)
