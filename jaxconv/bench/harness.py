@@ -21,30 +21,6 @@ class Timing:
     min_s: float
 
 
-def time_fn(fn, *args, repeats: int = 5, min_time: float = 0.05) -> Timing:
-    """Compile `fn` (already jitted), warm it up, then time `repeats` batches.
-
-    Each sample runs the function enough times to last about `min_time`
-    seconds, and reports the per-call time.
-    """
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))  # trace + compile + first run
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(fn(*args))  # warm-up
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    once = max(time.perf_counter() - start, 1e-6)
-    inner = max(1, min(50, int(min_time / once)))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            out = fn(*args)
-        jax.block_until_ready(out)
-        samples.append((time.perf_counter() - start) / inner)
-    return Timing(compile_s, statistics.median(samples), min(samples))
-
-
 def time_many(calls: dict, repeats: int = 7, min_time: float = 0.05) -> dict:
     """Time several jitted calls round-robin: {name: (fn, args)} -> {name: Timing}.
 
