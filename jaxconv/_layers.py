@@ -7,6 +7,7 @@ and call these functions, so both front ends compute the same numbers.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -363,70 +364,31 @@ def conv_local_apply(
 
 # ------------------------------------------------------------------- pooling
 
-# Module name -> (function, positional argument names, keyword defaults). linen and nnx
-# build their pooling modules from this one table.
-POOLS = {
-    "MaxPool": (
-        _pool.max_pool,
-        ("window_shape",),
-        dict(
-            strides=None,
-            padding="VALID",
-            dilation=None,
-            ceil_mode=False,
-            return_indices=False,
-            padding_mode="constant",
-            algorithm="auto",
-        ),
-    ),
-    "MinPool": (
-        _pool.min_pool,
-        ("window_shape",),
-        dict(
-            strides=None,
-            padding="VALID",
-            dilation=None,
-            ceil_mode=False,
-            padding_mode="constant",
-            algorithm="auto",
-        ),
-    ),
-    "AvgPool": (
-        _pool.avg_pool,
-        ("window_shape",),
-        dict(
-            strides=None,
-            padding="VALID",
-            count_include_pad=True,
-            dilation=None,
-            ceil_mode=False,
-            divisor_override=None,
-            padding_mode="constant",
-            algorithm="auto",
-        ),
-    ),
-    "SumPool": (
-        _pool.sum_pool,
-        ("window_shape",),
-        dict(
-            strides=None,
-            padding="VALID",
-            dilation=None,
-            ceil_mode=False,
-            padding_mode="constant",
-            algorithm="auto",
-        ),
-    ),
-    "LPPool": (
-        _pool.lp_pool,
-        ("window_shape", "p"),
-        dict(strides=None, padding="VALID", ceil_mode=False, algorithm="auto"),
-    ),
-    "AdaptiveAvgPool": (_adaptive.adaptive_avg_pool, ("output_size",), {}),
-    "AdaptiveMaxPool": (_adaptive.adaptive_max_pool, ("output_size",), dict(return_indices=False)),
-    "GlobalAvgPool": (_adaptive.global_avg_pool, (), dict(keepdims=False)),
-    "GlobalMaxPool": (_adaptive.global_max_pool, (), dict(keepdims=False)),
+_POOL_FUNCTIONS = {
+    "MaxPool": _pool.max_pool,
+    "MinPool": _pool.min_pool,
+    "AvgPool": _pool.avg_pool,
+    "SumPool": _pool.sum_pool,
+    "LPPool": _pool.lp_pool,
+    "AdaptiveAvgPool": _adaptive.adaptive_avg_pool,
+    "AdaptiveMaxPool": _adaptive.adaptive_max_pool,
+    "GlobalAvgPool": _adaptive.global_avg_pool,
+    "GlobalMaxPool": _adaptive.global_max_pool,
 }
+
+
+def _pool_entry(fn):
+    """(fn, required argument names, {argument: default}) read off fn's signature, after
+    `inputs`, so the modules' fields and defaults cannot drift from the functions'."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    required = tuple(p.name for p in params if p.default is inspect.Parameter.empty)
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return fn, required, defaults
+
+
+# Module name -> (function, required argument names, keyword defaults). linen and nnx
+# build their pooling modules from this one table.
+POOLS = {name: _pool_entry(fn) for name, fn in _POOL_FUNCTIONS.items()}
 
 
 def pool_apply(name: str, inputs, config: dict):
