@@ -1,8 +1,10 @@
 """Opt-in autotuning, like `torch.backends.cudnn.benchmark`.
 
 While enabled, the first trace of each convolution configuration times every
-algorithm that can run it (forward, on random data of the same shapes, after
-warm-up, median of repeats) and keeps the fastest; the choice is cached in
+algorithm that can run it (on random data of the same shapes, after warm-up,
+median of repeats) and keeps the fastest. `objective="forward"` times the forward
+pass (inference); `"forward+backward"` times the forward pass with both gradients
+(`jax.vjp`), which is what a training step pays; the choice is cached in
 memory and in a JSON file, so later processes skip the timing. The cache key
 covers backend, device kind, jax version, shapes, dtype and every parameter.
 A corrupt or stale cache file is ignored with a warning, never a crash.
@@ -18,6 +20,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from typing import Literal
 
 import jax
 import numpy as np
@@ -32,11 +35,25 @@ def default_cache_path() -> str:
     )
 
 
+Objective = Literal["forward", "forward+backward"]
+OBJECTIVES = ("forward", "forward+backward")
+
+
 @dataclasses.dataclass
 class _Settings:
     cache_path: str
     repeats: int
+    objective: str
     memo: dict
+
+
+def _settings(cache_path, repeats, objective) -> _Settings:
+    """Checked settings: bad arguments fail here, not at the first traced conv."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"autotune: `objective` (={objective!r}) must be one of {OBJECTIVES}.")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"autotune: `repeats` (={repeats!r}) must be a positive int.")
+    return _Settings(cache_path or default_cache_path(), repeats, objective, {})
 
 
 _ACTIVE: list[_Settings] = []
@@ -47,13 +64,16 @@ def active() -> _Settings | None:
 
 
 @contextlib.contextmanager
-def autotune(cache_path: str | None = None, repeats: int = 5):
+def autotune(cache_path: str | None = None, repeats: int = 5, objective: Objective = "forward"):
     """Time the candidates of every convolution traced inside the block; cache the winners.
 
     Args:
       cache_path: JSON cache file (default: `default_cache_path()`); None entries
         are created on first use.
       repeats: timed runs per candidate (median is kept).
+      objective: "forward" (inference) or "forward+backward" (training: the
+        forward pass plus the input and kernel gradients). Each objective has
+        its own cache entries.
 
     Example:
       >>> import os, tempfile
@@ -65,7 +85,7 @@ def autotune(cache_path: str | None = None, repeats: int = 5):
       >>> os.path.exists(path)
       True
     """
-    settings = _Settings(cache_path or default_cache_path(), repeats, {})
+    settings = _settings(cache_path, repeats, objective)
     _ACTIVE.append(settings)
     try:
         yield settings
@@ -73,20 +93,26 @@ def autotune(cache_path: str | None = None, repeats: int = 5):
         _ACTIVE.remove(settings)
 
 
-def set_autotune(enabled: bool, cache_path: str | None = None, repeats: int = 5) -> None:
+def set_autotune(
+    enabled: bool,
+    cache_path: str | None = None,
+    repeats: int = 5,
+    objective: Objective = "forward",
+) -> None:
     """Turn autotuning on or off for the rest of the process (the setting form).
 
     Example:
       >>> jaxconv.set_autotune(False)
     """
-    _ACTIVE[:] = [_Settings(cache_path or default_cache_path(), repeats, {})] if enabled else []
+    _ACTIVE[:] = [_settings(cache_path, repeats, objective)] if enabled else []
 
 
-def cache_key(problem) -> str:
+def cache_key(problem, objective: str = "forward") -> str:
     dev = jax.devices()[0]
     p = problem.params
     return json.dumps(
         [
+            objective,
             jax.default_backend(),
             dev.device_kind,
             jax.__version__,
@@ -134,10 +160,20 @@ def _store(path: str, entries: dict) -> None:
         )
 
 
-def time_candidate(fn, x, w, params, repeats: int) -> float:
-    """Median seconds of the compiled forward `fn(x, w, params)` on concrete data."""
+def time_candidate(fn, x, w, params, repeats: int, objective: str = "forward") -> float:
+    """Median seconds of the compiled `fn(x, w, params)` on concrete data: the forward
+    pass, or for "forward+backward" the forward pass and both gradients (`jax.vjp`)."""
+
+    def forward(x, w):
+        return fn(x, w, params)
+
+    def forward_backward(x, w):
+        out, vjp = jax.vjp(forward, x, w)
+        return out, vjp(out)  # the output itself is a cotangent of the right shape
+
+    run = forward_backward if objective == "forward+backward" else forward
     with jax.ensure_compile_time_eval():
-        compiled = jax.jit(fn, static_argnums=2).lower(x, w, params).compile()
+        compiled = jax.jit(run).lower(x, w).compile()
         jax.block_until_ready(compiled(x, w))  # warm-up
         samples = []
         for _ in range(repeats):
@@ -151,7 +187,10 @@ def tuned_choice(problem, candidates, settings: _Settings) -> str:
     """The fastest of `candidates` ({name: fn}) for `problem`, from cache or by timing."""
     from jaxconv._algorithms import REGISTRY
 
-    key = cache_key(problem)
+    # Integer convs have no gradient: time their forward pass whatever the objective.
+    inexact = np.issubdtype(np.dtype(problem.dtype), np.inexact)
+    objective = settings.objective if inexact else "forward"
+    key = cache_key(problem, objective)
     if key in settings.memo:
         return settings.memo[key]
     entries = _load(settings.cache_path)
@@ -171,7 +210,7 @@ def tuned_choice(problem, candidates, settings: _Settings) -> str:
     x = rng.standard_normal(problem.x_shape).astype(dtype)  # NumPy: concrete even while
     w = rng.standard_normal(problem.w_shape).astype(dtype)  # an outer jit is tracing
     times = {
-        name: time_candidate(REGISTRY[name].fn, x, w, problem.params, settings.repeats)
+        name: time_candidate(REGISTRY[name].fn, x, w, problem.params, settings.repeats, objective)
         for name in candidates
     }
     best = min(times, key=times.get)

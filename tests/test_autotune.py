@@ -4,6 +4,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from jax import lax
 
@@ -26,9 +27,9 @@ def timings(monkeypatch):
     calls = []
     real = _autotune.time_candidate
 
-    def counting(fn, x, w, params, repeats):
+    def counting(fn, x, w, params, repeats, objective="forward"):
         calls.append(fn.__name__)
-        return real(fn, x, w, params, repeats)
+        return real(fn, x, w, params, repeats, objective)
 
     monkeypatch.setattr(_autotune, "time_candidate", counting)
     return calls
@@ -102,4 +103,89 @@ def test_set_autotune_setting(tmp_path):
         assert path.exists()
     finally:
         jaxconv.set_autotune(False)
+    assert _autotune.active() is None
+
+
+def test_objective_picks_per_objective_and_caches_apart(tmp_path, monkeypatch):
+    """Fake timings: xla wins the forward pass, direct wins forward+backward."""
+    seen = []
+
+    def fake(fn, x, w, params, repeats, objective="forward"):
+        seen.append(objective)
+        fast = "conv_xla" if objective == "forward" else "conv_direct"
+        return 1.0 if fn.__name__ == fast else 2.0
+
+    monkeypatch.setattr(_autotune, "time_candidate", fake)
+    path = tmp_path / "tune.json"
+    x, w = random((1, 8, 8, 3), seed=9), random((3, 3, 3, 5), seed=10)
+    picks = {}
+    for objective in _autotune.OBJECTIVES:
+        with (
+            jaxconv.autotune(cache_path=str(path), repeats=1, objective=objective),
+            jaxconv.record_choices() as log,
+        ):
+            got = conv(x, w)
+        picks[objective] = log[0][0]
+        assert_close(
+            got,
+            lax.conv_general_dilated(
+                x, w, (1, 1), "SAME", dimension_numbers=NHWC, precision="highest"
+            ),
+            scale=4,
+        )
+    assert picks == {"forward": "xla", "forward+backward": "direct"}
+    assert set(seen) == set(_autotune.OBJECTIVES)
+    keys = json.loads(path.read_text())["entries"]
+    assert sorted(json.loads(k)[0] for k in keys) == ["forward", "forward+backward"]
+    # Integer convs have no gradient: their forward pass is timed.
+    seen.clear()
+    xi, wi = jnp.ones((1, 6, 6, 2), jnp.int32), jnp.ones((3, 3, 2, 2), jnp.int32)
+    with jaxconv.autotune(cache_path=str(path), repeats=1, objective="forward+backward"):
+        conv(xi, wi)
+    assert seen and set(seen) == {"forward"}
+
+
+def test_forward_backward_timer_runs_the_gradients():
+    """A conv whose backward rule notes that it was traced: only the training
+    objective may trace (and so time) it."""
+    traced = []
+
+    @jax.custom_vjp
+    def spy(x, w):
+        return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
+
+    def spy_fwd(x, w):
+        return spy(x, w), (x, w)
+
+    def spy_bwd(res, ct):
+        traced.append("bwd")
+        _, vjp = jax.vjp(
+            lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC),
+            *res,
+        )
+        return vjp(ct)
+
+    spy.defvjp(spy_fwd, spy_bwd)
+    x, w = np.asarray(random((1, 10, 10, 4), seed=11)), np.asarray(random((3, 3, 4, 4), seed=12))
+    assert _autotune.time_candidate(lambda x, w, p: spy(x, w), x, w, None, 2, "forward") > 0
+    assert traced == []
+    assert (
+        _autotune.time_candidate(lambda x, w, p: spy(x, w), x, w, None, 2, "forward+backward") > 0
+    )
+    assert traced == ["bwd"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"objective": "backward"}, r"`objective` \(='backward'\)"),
+        ({"repeats": 0}, r"`repeats` \(=0\)"),
+        ({"repeats": 2.5}, r"`repeats` \(=2.5\)"),
+    ],
+)
+def test_bad_autotune_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match), jaxconv.autotune(**kwargs):
+        pass
+    with pytest.raises(ValueError, match=match):
+        jaxconv.set_autotune(True, **kwargs)
     assert _autotune.active() is None

@@ -48,6 +48,9 @@ GRID = [
     ((2, 9, 9, 6), (3, 3, 1, 12), (2, 2), "SAME", None, (2, 2), 6),  # depthwise, multiplier 2
     ((2, 9, 9, 6), (1, 1, 6, 5), (1, 1), "VALID", None, None, 1),  # pointwise
     ((2, 9, 9, 6), (1, 1, 6, 5), (2, 2), ((0, 1), (1, 0)), None, None, 1),
+    ((2, 12, 9, 6), (4, 3, 6, 5), (4, 3), "VALID", None, None, 1),  # patch embedding
+    ((2, 13, 10, 6), (2, 2, 6, 5), (3, 2), ((1, 0), (0, 2)), None, None, 1),  # gaps, pads
+    ((2, 11, 11, 6), (2, 2, 2, 6), (4, 4), "SAME", None, (2, 3), 3),  # dilated, grouped
     ((1, 5, 4, 3), (5, 5, 3, 2), (1, 1), ((2, 2), (2, 2)), (2, 2), None, 1),  # transposed-like
     ((2, 4, 4, 2), (5, 5, 2, 3), (1, 1), "VALID", None, None, 1),  # window larger: empty out
 ]
@@ -314,7 +317,7 @@ def test_gradients(algorithm, case):
 
 
 # A kernel shape and group count that each algorithm runs: (HWIO, groups) for 3 channels.
-KERNEL_FOR = {"pointwise": ((1, 1, 3, 4), 1), "depthwise": ((3, 3, 1, 6), 3)}
+KERNEL_FOR = {"pointwise": ((1, 2, 3, 4), 1), "depthwise": ((3, 3, 1, 6), 3)}
 
 
 @pytest.mark.parametrize("algorithm", CONCRETE)
@@ -498,3 +501,47 @@ def test_forced_algorithm_that_cannot_run():
             with pytest.raises(ValueError, match=rf"`algorithm` \(='{name}'\) cannot run"):
                 jaxconv.conv_general_dilated(x, w, (2, 2), "SAME", algorithm=name)
     assert supported("auto", x, w, (2, 2), "SAME", None, None)
+
+
+# ------------------------------------------------------ fft overlap-save segments
+
+
+@pytest.mark.parametrize(
+    "xs, ws, strides, padding, rhs_dil, groups, dtype",
+    [
+        ((2, 300, 8), (9, 8, 8), (1,), "SAME", None, 1, "float32"),
+        ((2, 300, 8), (9, 8, 8), (3,), ((4, -2),), (2,), 1, "float32"),
+        ((1, 260, 3, 8), (5, 3, 8, 6), (1, 1), "SAME", None, 1, "complex64"),  # one long axis
+        ((2, 200, 16), (7, 8, 12), (2,), "VALID", None, 2, "float32"),  # grouped
+    ],
+)
+def test_fft_overlap_save_matches_lax(xs, ws, strides, padding, rhs_dil, groups, dtype):
+    from jaxconv._algorithms.fft import segments
+
+    lhs_t = "NWC" if len(xs) == 3 else "NHWC"
+    dn = (lhs_t, lhs_t[1:-1] + "IO", lhs_t)
+    # The case must really be cut into segments along its first spatial axis.
+    kd = (ws[0] - 1) * (rhs_dil or (1,))[0] + 1
+    canon_x = (xs[0], *xs[1:-1], groups, xs[-1] // groups)
+    canon_w = (kd, *ws[1:-2], ws[-2], groups, ws[-1] // groups)
+    assert segments(canon_x, canon_w, [xs[1] + 8, *xs[2:-1]])[0][0] > 1
+    x, w = random(xs, dtype, seed=40), random(ws, dtype, seed=41)
+    args = (strides, padding, None, rhs_dil, dn, groups)
+    got, want = both("fft", x, w, *args)
+    assert_close(got, want, scale=20)
+
+
+def test_fft_overlap_save_gradients():
+    x, w = random((1, 140, 4), "float64", seed=42), random((3, 4, 5), "float64", seed=43)
+    args = ((1,), "SAME", None, None, ("NWC", "WIO", "NWC"))
+
+    def f(x, w):
+        return jaxconv.conv_general_dilated(x, w, *args, algorithm="fft")
+
+    check_grads(f, (x, w), order=2, modes=("fwd", "rev"))
+    got = jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))(x, w)
+    want = jax.grad(
+        lambda x, w: jnp.sum(jnp.sin(lax.conv_general_dilated(x, w, *args))), argnums=(0, 1)
+    )(x, w)
+    for g, h in zip(got, want):
+        assert_close(g, h, scale=100)

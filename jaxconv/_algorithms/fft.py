@@ -7,6 +7,8 @@ frequency, or a product for depthwise). Cost O(L log L) per channel pair
 instead of O(L * K): it wins for large kernels (13x13 and up, 1-D kernels of
 64 and more), where direct methods pay for every tap. Strides are applied by
 subsampling the stride-1 result, so it is chosen for stride 1 in practice.
+Long axes of dense convs are cut into overlap-save segments (`segments`), so
+the Ig*Og kernel spectra stay a few kernel lengths long instead of the signal's.
 16-bit inputs are computed in float32. Autodiff through the FFTs gives the
 backward pass as FFT correlations, and forward mode works unchanged.
 """
@@ -48,12 +50,69 @@ def _fast_len(n: int) -> int:
     return best
 
 
+MIN_SEGMENT = 64
+BLOCK_FACTOR = 8
+"""Overlap-save segments are about BLOCK_FACTOR kernel extents long (measured best at
+4-8 on a 1-D k64 conv: 2.3x lax, against 1.1x for one FFT of the whole signal)."""
+
+
+def _segments(padded: int, kd: int, block: bool) -> tuple[int, int, int]:
+    """(count, FFT length, outputs per segment) along one axis of `padded` samples."""
+    full = max(padded - kd + 1, 0)
+    length = _fast_len(max(BLOCK_FACTOR * (kd - 1), MIN_SEGMENT))
+    if block and kd > 1 and padded >= 2 * length:
+        per = length - kd + 1
+        return -(-full // per), length, per
+    return 1, _fast_len(padded), full
+
+
+def _sizes(split, n, groups, ig, og) -> tuple[int, int]:
+    """(elements of the input+output spectra, of the kernel spectra) for `split`."""
+    signal = math.prod(count * length for count, length, _ in split)
+    kernel = math.prod(length for _, length, _ in split)
+    return groups * signal * n * (ig + og), groups * kernel * ig * og
+
+
+def segments(x_shape, w_shape, padded_spatial) -> list[tuple[int, int, int]]:
+    """Per spatial axis: (segment count, FFT length, outputs per segment).
+
+    Long axes are cut into overlap-save segments (Oppenheim & Schafer,
+    "Discrete-Time Signal Processing", 8.7; cuDNN's FFT_TILING) when the kernel
+    spectra would outnumber the signal spectra, as in dense convs (Ig*Og spectra
+    against N*(Ig+Og)): segment j covers samples [j*B, j*B + L) and yields the B
+    full-overlap outputs that start there, so the kernel spectra shrink to L bins
+    (1-D k64 16->16: 2.2x lax instead of 1.1x). Depthwise convs keep one segment:
+    measured, their overlap costs more than the cheap kernel spectra save.
+    """
+    n, ig, og = x_shape[0], x_shape[-1], w_shape[-1]
+    block = ig * og > n * (ig + og)
+    return [_segments(s, k, block) for s, k in zip(padded_spatial, w_shape[:-3])]
+
+
 def fft_workspace_bytes(x_shape, w_shape, padded_spatial, itemsize: int) -> int:
     """Complex spectra of input, kernel and output that the FFT path holds."""
-    n, groups, ig = x_shape[0], x_shape[-2], x_shape[-1]
-    og = w_shape[-1]
-    freq = math.prod(_fast_len(s) for s in padded_spatial)
-    return 2 * itemsize * freq * groups * (n * ig + ig * og + n * og)
+    split = segments(x_shape, w_shape, padded_spatial)
+    signal, kernel = _sizes(split, x_shape[0], x_shape[-2], x_shape[-1], w_shape[-1])
+    return 2 * itemsize * (signal + kernel)
+
+
+def _split(x, axis: int, count: int, length: int, per: int):
+    """Axis `axis` of x -> (count, length) overlapping segments with hop `per`;
+    a single segment is the whole axis (the FFT pads it to `length`)."""
+    size = x.shape[axis]
+    if count == 1:
+        return jnp.expand_dims(x, axis)  # (..., 1, size, ...)
+    x = lax.pad(
+        x,
+        jnp.zeros((), x.dtype),
+        [(0, 0, 0)] * axis + [(0, (count + 1) * per - size, 0)] + [(0, 0, 0)] * (x.ndim - axis - 1),
+    )
+    blocks = x.reshape(*x.shape[:axis], count + 1, per, *x.shape[axis + 1 :])  # (.., C+1, B, ..)
+    head = lax.slice_in_dim(blocks, 0, count, axis=axis)  # (..., C, B, ...)
+    tail = lax.slice_in_dim(
+        lax.slice_in_dim(blocks, 1, count + 1, axis=axis), 0, length - per, axis=axis + 1
+    )  # (..., C, L-B, ...): the overlap, taken from the next block
+    return jnp.concatenate([head, tail], axis=axis + 1)  # (..., C, L, ...)
 
 
 def conv_fft(x, w, p: ConvParams):
@@ -64,27 +123,46 @@ def conv_fft(x, w, p: ConvParams):
             compute = jnp.float32
         xp = _common.padded_input(x.astype(compute), p)  # (N, *Sp, G, Ig)
         n_sp = w.ndim - 3
-        axes_x = tuple(range(1, 1 + n_sp))
-        axes_w = tuple(range(n_sp))
         wd = _common.pad_spatial(
             w.astype(compute), ((0, 0),) * n_sp, p.rhs_dilation, 0, lead=0, trail=3
         )  # (*Kd, Ig, G, Og)
-        wd = jnp.flip(wd, axes_w)
+        wd = jnp.flip(wd, tuple(range(n_sp)))
         spatial, kd = xp.shape[1 : 1 + n_sp], wd.shape[:n_sp]
-        lengths = tuple(_fast_len(s) for s in spatial)
+        split = segments(xp.shape, wd.shape, spatial)
+        lengths = tuple(length for _, length, _ in split)
+        xs = xp
+        for d in reversed(range(n_sp)):  # last axis first, so earlier axes keep their index
+            count, length, per = split[d]
+            xs = _split(xs, 1 + d, count, length, per)
+        # xs: (N, C0, L0, C1, L1, ..., G, Ig); spectra over the L axes.
+        axes_x = tuple(2 + 2 * d for d in range(n_sp))
         complex_in = jnp.issubdtype(compute, jnp.complexfloating)
         fft, ifft = (jnp.fft.fftn, jnp.fft.ifftn) if complex_in else (jnp.fft.rfftn, jnp.fft.irfftn)
-        xf = fft(xp, s=lengths, axes=axes_x)  # (N, *F, G, Ig)
-        wf = fft(wd, s=lengths, axes=axes_w)  # (*F, Ig, G, Og)
+        xf = fft(xs, s=lengths, axes=axes_x)  # (N, C0, F0, ..., G, Ig)
+        wf = fft(wd, s=lengths, axes=tuple(range(n_sp)))  # (*F, Ig, G, Og)
         if xp.shape[-1] == 1:  # depthwise: a product per frequency
-            yf = xf * wf[..., 0, :, :][None]  # (N, *F, G, 1) * (1, *F, G, Og)
+            wb = wf[..., 0, :, :]  # (*F, G, Og)
+            wb = wb.reshape(1, *[v for f in wb.shape[:n_sp] for v in (1, f)], *wb.shape[n_sp:])
+            yf = xf * wb  # (N, C0, F0, ..., G, 1) * (1, 1, F0, ..., G, Og)
         else:
+            letters = "abcdefhjklmpqrstuvwxyz"  # all but n, g, i, o
+            cs, fs = letters[:n_sp], letters[n_sp : 2 * n_sp]
+            xi = "n" + "".join(c + f for c, f in zip(cs, fs))
             yf = jnp.einsum(
-                "n...gi,...igo->n...go", xf, wf, precision=lax.Precision.HIGHEST
-            )  # (N, *F, G, Og)
-        y = ifft(yf, s=lengths, axes=axes_x)  # (N, *L, G, Og)
+                f"{xi}gi,{fs}igo->{xi}go", xf, wf, precision=lax.Precision.HIGHEST
+            )  # (N, C0, F0, ..., G, Og)
+        y = ifft(yf, s=lengths, axes=axes_x)  # (N, C0, L0, ..., G, Og)
+        # Keep each segment's full-overlap outputs, merge the segments, then stride.
         out = _common.out_spatial(spatial, w.shape[:n_sp], p)
-        start = [0] + [k - 1 for k in kd] + [0, 0]
-        limit = [y.shape[0]] + [k - 1 + (o - 1) * s + 1 for k, o, s in zip(kd, out, p.strides)]
-        y = lax.slice(y, start, limit + list(y.shape[-2:]), [1, *p.strides, 1, 1])  # (N, *O, G, Og)
+        start, limit = [0] * y.ndim, list(y.shape)
+        for d, (k, (_, _, per)) in enumerate(zip(kd, split)):
+            first = min(k - 1, y.shape[2 + 2 * d])  # an empty output may start past the end
+            start[2 + 2 * d], limit[2 + 2 * d] = first, first + per
+        y = lax.slice(y, start, limit)  # (N, C0, B0, ..., G, Og)
+        merged = [c * b for c, _, b in split]
+        y = y.reshape(y.shape[0], *merged, *y.shape[-2:])  # (N, C0*B0, ..., G, Og)
+        limit = [y.shape[0]] + [max((o - 1) * s + 1, 0) for o, s in zip(out, p.strides)]
+        y = lax.slice(
+            y, [0] * y.ndim, limit + list(y.shape[-2:]), [1, *p.strides, 1, 1]
+        )  # (N, *O, G, Og)
         return y.astype(p.out_dtype)

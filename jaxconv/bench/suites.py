@@ -104,6 +104,16 @@ SUITES = {
         _dw("dw 7x7 14x14x384", 8, 14, 384, 7),
         _dw("dw 7x7 7x7x768", 8, 7, 768, 7),
     ],
+    "vit_b16": [
+        ConvLayer(
+            "patch embed 16x16/16 3->768",
+            (8, 224, 224, 3),
+            (16, 16, 3, 768),
+            (16, 16),
+            "VALID",
+            quick=True,
+        ),
+    ],
     "large_kernel": [
         _dw("replknet dw 31x31 14x14x512", 2, 14, 512, 31),
         _dw("replknet dw 31x31 28x28x256", 2, 28, 256, 31),
@@ -115,6 +125,7 @@ SUITES = {
         ConvLayer("conv0 k10/5 1->512", (4, 16000, 1), (10, 1, 512), (5,), "VALID", quick=True),
         ConvLayer("conv1 k3/2 512", (4, 3199, 512), (3, 512, 512), (2,), "VALID"),
         ConvLayer("conv6 k2/2 512", (4, 99, 512), (2, 512, 512), (2,), "VALID"),
+        ConvLayer("pos_conv k128 g16 768", (1, 499, 768), (128, 48, 768), (1,), ((64, 64),), 16),
     ],
     "resnet3d18": [
         ConvLayer("c3d conv1 3x3x3 3->64", (1, 16, 112, 112, 3), (3, 3, 3, 3, 64), (1, 1, 1)),

@@ -1,0 +1,44 @@
+"""The "auto" rule: which algorithm each kind of layer gets on CPU (tracing only)."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxconv
+
+
+def spec(shape):
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
+LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+@pytest.mark.parametrize(
+    "xs, ws, strides, groups, want",
+    [
+        ((1, 16, 16, 8), (3, 3, 1, 8), (1, 1), 8, "depthwise"),
+        ((1, 32, 32, 8), (5, 5, 1, 8), (2, 2), 8, "depthwise"),
+        ((1, 32, 32, 8), (31, 31, 1, 8), (1, 1), 8, "fft"),  # large depthwise kernel
+        ((1, 32, 32, 8), (31, 31, 1, 8), (2, 2), 8, "depthwise"),  # strided: no fft
+        ((2, 1024, 8), (64, 8, 8), (1,), 1, "fft"),  # large dense 1-D kernel
+        ((1, 499, 64), (128, 4, 64), (1,), 16, "fft"),  # grouped (wav2vec2 pos_conv)
+        ((2, 1024, 8), (64, 8, 8), (2,), 1, "xla"),
+        ((1, 64, 2048), (64, 2048, 2048), (1,), 1, "xla"),  # spectra over the budget
+        ((1, 16, 16, 8), (1, 1, 8, 4), (1, 1), 1, "pointwise"),
+        ((1, 64, 64, 3), (16, 16, 3, 8), (16, 16), 1, "pointwise"),  # ViT patch embedding
+        ((1, 64, 64, 3), (4, 4, 3, 8), (2, 2), 1, "xla"),  # overlapping windows
+        ((1, 4, 8, 8, 8), (3, 3, 3, 8, 8), (1, 1, 1), 1, "xla/direct"),
+        ((1, 1000, 1), (10, 1, 16), (5,), 1, "direct/xla"),  # audio stem
+        ((1, 16, 16, 8), (3, 3, 8, 8), (1, 1), 1, "xla"),
+        ((1, 16, 16, 8), (3, 3, 4, 8), (1, 1), 2, "xla"),
+    ],
+)
+def test_auto_rule_on_cpu(xs, ws, strides, groups, want):
+    got = jaxconv.chosen_algorithm(
+        spec(xs), spec(ws), strides, "SAME", None, None, LAYOUT[len(xs)], groups
+    )
+    assert got == want
+    assert want in jaxconv.candidate_algorithms(
+        spec(xs), spec(ws), strides, "SAME", None, None, LAYOUT[len(xs)], groups
+    )
