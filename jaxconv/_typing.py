@@ -11,7 +11,18 @@ Pads = tuple[tuple[int, int], ...]
 """One (low, high) pair per spatial dimension; negative values crop."""
 
 Algorithm = Literal[
-    "auto", "direct", "im2col", "pointwise", "depthwise", "fft", "winograd", "winograd4", "xla"
+    "auto",
+    "direct",
+    "im2col",
+    "pointwise",
+    "depthwise",
+    "fft",
+    "winograd",
+    "winograd4",
+    "xla",
+    "xla2d",
+    "xla/direct",
+    "direct/xla",
 ]
 """Names accepted by the `algorithm=` argument of every conv function."""
 

@@ -14,6 +14,7 @@ from tests import reference
 from tests.util import FULL, assert_close, random
 
 NHWC = ("NHWC", "HWIO", "NHWC")
+NDHWC = ("NDHWC", "DHWIO", "NDHWC")
 CONCRETE = [a for a in jaxconv.ALGORITHMS if a != "auto"]
 
 
@@ -323,9 +324,12 @@ KERNEL_FOR = {"pointwise": ((1, 2, 3, 4), 1), "depthwise": ((3, 3, 1, 6), 3)}
 @pytest.mark.parametrize("algorithm", CONCRETE)
 def test_transforms(algorithm):
     ws, groups = KERNEL_FOR.get(algorithm, ((3, 3, 3, 4), 1))
-    x, w = random((3, 2, 6, 5, 3), "float64", seed=21), random(ws, "float64", seed=22)
+    xs, dn = (3, 2, 6, 5, 3), NHWC
     strides = (1, 1) if algorithm.startswith("winograd") else (1, 2)  # winograd: stride 1
-    args = (strides, "SAME", None, None, NHWC, groups)
+    if algorithm == "xla2d":  # 3-D only
+        xs, ws, dn, strides = (3, 2, 3, 6, 5, 3), (2, 3, 3, 3, 4), NDHWC, (1, 1, 2)
+    x, w = random(xs, "float64", seed=21), random(ws, "float64", seed=22)
+    args = (strides, "SAME", None, None, dn, groups)
 
     def f(x, w):
         return jaxconv.conv_general_dilated(x, w, *args, algorithm=algorithm)
@@ -545,3 +549,55 @@ def test_fft_overlap_save_gradients():
     )(x, w)
     for g, h in zip(got, want):
         assert_close(g, h, scale=100)
+
+
+# ------------------------------------------------------------ xla2d (3-D and up)
+
+
+@pytest.mark.parametrize("fold", [True, False], ids=["taps-in-channels", "unrolled"])
+@pytest.mark.parametrize(
+    "xs, ws, strides, padding, lhs_dil, rhs_dil, groups",
+    [
+        ((2, 5, 6, 7, 4), (3, 3, 2, 4, 6), (1, 1, 1), "SAME", None, None, 1),
+        (
+            (1, 6, 5, 5, 4),
+            (2, 3, 3, 2, 4),
+            (2, 1, 2),
+            ((1, -1), (0, 2), (1, 1)),
+            (2, 1, 1),
+            (2, 1, 1),
+            2,
+        ),
+        ((1, 3, 4, 5, 4, 2), (2, 2, 2, 2, 2, 3), (1, 2, 1, 1), "VALID", None, None, 1),  # 4-D
+    ],
+)
+def test_xla2d_matches_lax_with_gradients(
+    monkeypatch, fold, xs, ws, strides, padding, lhs_dil, rhs_dil, groups
+):
+    from jaxconv._algorithms import xla2d
+
+    monkeypatch.setattr(xla2d, "FOLD_MAX_CHANNELS", 10**9 if fold else 0)
+    x, w = random(xs, "float64", seed=44), random(ws, "float64", seed=45)
+    args = (strides, padding, lhs_dil, rhs_dil, None, groups)
+    x = jnp.moveaxis(x, -1, 1)  # NC... (lax's default layout)
+    w = jnp.moveaxis(jnp.moveaxis(w, -1, 0), -1, 1)  # OI...
+    got, want = both("xla2d", x, w, *args)
+    assert_close(got, want, scale=4)
+
+    def f(x, w):
+        return jaxconv.conv_general_dilated(x, w, *args, algorithm="xla2d")
+
+    check_grads(f, (x, w), order=1, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd4"])
+def test_winograd_3d_and_its_exact_gradients(algorithm):
+    x, w = random((1, 5, 6, 7, 4), "float64", seed=46), random((3, 3, 3, 4, 5), "float64", seed=47)
+    args = ((1, 1, 1), ((1, 1), (0, 2), (1, 0)), None, None, NDHWC)
+    got, want = both(algorithm, x, w, *args)
+    assert_close(got, want, scale=100)
+
+    def f(x, w):
+        return jaxconv.conv_general_dilated(x, w, *args, algorithm=algorithm)
+
+    check_grads(f, (x, w), order=2, modes=("fwd", "rev"))

@@ -28,10 +28,18 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((1, 16, 16, 8), (1, 1, 8, 4), (1, 1), 1, "pointwise"),
         ((1, 64, 64, 3), (16, 16, 3, 8), (16, 16), 1, "pointwise"),  # ViT patch embedding
         ((1, 64, 64, 3), (4, 4, 3, 8), (2, 2), 1, "xla"),  # overlapping windows
-        ((1, 4, 8, 8, 8), (3, 3, 3, 8, 8), (1, 1, 1), 1, "xla/direct"),
+        ((1, 4, 8, 8, 8), (3, 3, 3, 8, 8), (1, 1, 1), 1, "xla2d"),
+        ((1, 4, 8, 8, 8), (3, 3, 3, 8, 8), (2, 2, 2), 1, "xla2d"),
+        ((1, 4, 8, 8, 8), (3, 3, 3, 1, 8), (1, 1, 1), 8, "depthwise"),
         ((1, 1000, 1), (10, 1, 16), (5,), 1, "direct/xla"),  # audio stem
         ((1, 16, 16, 8), (3, 3, 8, 8), (1, 1), 1, "xla"),
         ((1, 16, 16, 8), (3, 3, 4, 8), (1, 1), 2, "xla"),
+        ((8, 56, 56, 64), (3, 3, 64, 64), (1, 1), 1, "winograd4"),  # ResNet-50 res2
+        ((8, 14, 14, 256), (3, 3, 256, 256), (1, 1), 1, "winograd"),  # res4: few 4x4 tiles
+        ((8, 7, 7, 512), (3, 3, 512, 512), (1, 1), 1, "xla"),  # res5: few tiles of either
+        ((1, 224, 224, 64), (3, 3, 64, 64), (1, 1), 1, "xla"),  # input over 10 MiB
+        ((64, 32, 32, 32), (3, 3, 32, 32), (1, 1), 1, "xla"),  # too few channels
+        ((8, 56, 56, 64), (3, 3, 64, 64), (2, 2), 1, "xla"),  # strided
     ],
 )
 def test_auto_rule_on_cpu(xs, ws, strides, groups, want):
@@ -42,3 +50,19 @@ def test_auto_rule_on_cpu(xs, ws, strides, groups, want):
     assert want in jaxconv.candidate_algorithms(
         spec(xs), spec(ws), strides, "SAME", None, None, LAYOUT[len(xs)], groups
     )
+
+
+@pytest.mark.parametrize(
+    "precision, want",
+    [
+        (None, "winograd4"),
+        ("default", "winograd4"),
+        (("default", "default"), "winograd4"),
+        ("high", "xla"),
+        ("highest", "xla"),
+        (("default", "highest"), "xla"),
+    ],
+)
+def test_winograd_only_at_default_precision(precision, want):
+    args = (spec((8, 56, 56, 64)), spec((3, 3, 64, 64)), (1, 1), "SAME", None, None, LAYOUT[4])
+    assert jaxconv.chosen_algorithm(*args, precision=precision) == want
