@@ -107,6 +107,18 @@ def _itemsize(problem: Problem) -> int:
     return max(np.dtype(problem.dtype).itemsize, 4)
 
 
+def _fft_shapes(problem: Problem):
+    """(x_shape, dilated w_shape, padded spatial) as the FFT algorithm sees them."""
+    padded = [
+        s * d + lo + hi
+        for s, d, (lo, hi) in zip(
+            problem.x_shape[1:-2], problem.params.lhs_dilation, problem.params.pads
+        )
+    ]
+    dilated = tuple(dilate_dim(k, d) for k, d in zip(problem.kernel, problem.params.rhs_dilation))
+    return problem.x_shape, dilated + problem.w_shape[-3:], padded  # w: (*Kd, Ig, G, Og)
+
+
 def _fft_fits(problem: Problem) -> bool:
     from jaxconv._algorithms.fft import fft_workspace_bytes
 
@@ -116,15 +128,7 @@ def _fft_fits(problem: Problem) -> bool:
         n * groups * ig * math.prod(problem.x_shape[1:-2])
         + n * groups * problem.w_shape[-1] * math.prod(problem.out_spatial)
     )
-    padded = [
-        s * d + lo + hi
-        for s, d, (lo, hi) in zip(
-            problem.x_shape[1:-2], problem.params.lhs_dilation, problem.params.pads
-        )
-    ]
-    dilated = tuple(dilate_dim(k, d) for k, d in zip(problem.kernel, problem.params.rhs_dilation))
-    w_shape = dilated + problem.w_shape[-3:]  # (*Kd, Ig, G, Og)
-    workspace = fft_workspace_bytes(problem.x_shape, w_shape, padded, itemsize)
+    workspace = fft_workspace_bytes(*_fft_shapes(problem), itemsize)
     return workspace <= max(FFT_WORKSPACE_FACTOR * io, WORKSPACE_BUDGET_BYTES)
 
 
@@ -133,8 +137,10 @@ def auto_rule(problem: Problem) -> str:
 
     On CPU:
       1. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft", if its
-         spectra fit the workspace budget: depthwise 15-86x; dense and grouped 1.1-2.7x
-         forward, 1.3-25x with the backward (long 1-D signals in overlap-save segments).
+         spectra fit the workspace budget: depthwise 16-68x; dense 1-D 2-3x (long
+         signals in overlap-save segments). Where the kernel spectra outnumber the
+         signal's (many channels, short signals) -> "xla/fft": XLA's forward, FFT
+         gradients (wav2vec2 pos_conv: fwd+bwd 17x).
       2. depthwise (one input channel per group, several groups) -> "depthwise":
          XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
       3. windows that do not overlap (1x1 kernels; patch embeddings such as 16x16/16)
@@ -159,7 +165,9 @@ def auto_rule(problem: Problem) -> str:
     large = taps >= FFT_MIN_TAPS or (len(problem.kernel) == 1 and taps >= FFT_MIN_TAPS_1D)
     stride_one = all(s == 1 for s in problem.params.strides)
     if large and stride_one and REGISTRY["fft"].supports(problem) is None and _fft_fits(problem):
-        return "fft"
+        from jaxconv._algorithms.fft import kernel_spectra_dominate
+
+        return "xla/fft" if kernel_spectra_dominate(*_fft_shapes(problem)) else "fft"
     for name in ("depthwise", "pointwise"):
         if REGISTRY[name].supports(problem) is None:
             return name

@@ -23,6 +23,7 @@ Algorithm = Literal[
     "xla2d",
     "xla/direct",
     "direct/xla",
+    "xla/fft",
 ]
 """Names accepted by the `algorithm=` argument of every conv function."""
 

@@ -22,7 +22,8 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((1, 32, 32, 8), (31, 31, 1, 8), (1, 1), 8, "fft"),  # large depthwise kernel
         ((1, 32, 32, 8), (31, 31, 1, 8), (2, 2), 8, "depthwise"),  # strided: no fft
         ((2, 1024, 8), (64, 8, 8), (1,), 1, "fft"),  # large dense 1-D kernel
-        ((1, 499, 64), (128, 4, 64), (1,), 16, "fft"),  # grouped (wav2vec2 pos_conv)
+        ((1, 499, 768), (128, 48, 768), (1,), 16, "xla/fft"),  # wav2vec2 pos_conv
+        ((8, 4096, 64), (128, 4, 64), (1,), 16, "fft"),  # long signal, few channels
         ((2, 1024, 8), (64, 8, 8), (2,), 1, "xla"),
         ((1, 64, 2048), (64, 2048, 2048), (1,), 1, "xla"),  # spectra over the budget
         ((1, 16, 16, 8), (1, 1, 8, 4), (1, 1), 1, "pointwise"),

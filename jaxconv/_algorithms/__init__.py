@@ -117,4 +117,5 @@ REGISTRY: dict[str, AlgorithmInfo] = {
     # Forward by one algorithm, gradients by another (see `with_tangents`).
     "xla/direct": AlgorithmInfo(with_tangents(conv_xla, conv_direct, "conv_xla_direct")),
     "direct/xla": AlgorithmInfo(with_tangents(conv_direct, conv_xla, "conv_direct_xla")),
+    "xla/fft": AlgorithmInfo(with_tangents(conv_xla, conv_fft, "conv_xla_fft"), fft_unsupported),
 }

@@ -154,6 +154,7 @@ def _torch_row(layer, repeats: int):
         fwdbwd_compile_s=c2,
         gflops=_flops(layer) / m1 / 1e9,
         temp_mb=None,
+        peak_mb=None,
     )
 
 
@@ -164,12 +165,23 @@ def _fwd_bwd(fn):
     return jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
-def _temp_bytes(jitted, *args) -> int | None:
+def _memory_bytes(jitted, *args) -> tuple[int, int] | None:
+    """(temp, peak) bytes of the compiled forward: the scratch XLA allocates, and that
+    plus its arguments and outputs (what the call holds at once)."""
     try:
         stats = jitted.lower(*args).compile().memory_analysis()
-        return int(stats.temp_size_in_bytes) if stats is not None else None
     except Exception:  # memory_analysis is not on every backend
         return None
+    if stats is None:
+        return None
+    temp = int(stats.temp_size_in_bytes)
+    peak = (
+        temp
+        + int(stats.argument_size_in_bytes)
+        + int(stats.output_size_in_bytes)
+        - int(stats.alias_size_in_bytes)
+    )
+    return temp, peak
 
 
 def run_layer(layer, repeats: int, memory: bool = True):
@@ -182,7 +194,7 @@ def run_layer(layer, repeats: int, memory: bool = True):
         else jnp.zeros((), jnp.float32)
     )
     flops = _flops(layer)
-    fwd_calls, bwd_calls, temp = {}, {}, {}
+    fwd_calls, bwd_calls, memory_bytes = {}, {}, {}
     for name, fn in _candidates(layer).items():
         fwd = jax.jit(fn)
         ct = jnp.ones(jax.eval_shape(fwd, x, w).shape, jnp.float32)
@@ -195,7 +207,7 @@ def run_layer(layer, repeats: int, memory: bool = True):
     t_fwd = time_many(fwd_calls, repeats)
     t_bwd = time_many(bwd_calls, repeats)
     for name, (fwd, args) in fwd_calls.items():  # after timing: it compiles again
-        temp[name] = _temp_bytes(fwd, *args) if memory else None
+        memory_bytes[name] = _memory_bytes(fwd, *args) if memory else None
     rows = {}
     for name in fwd_calls:
         rows[name] = dict(
@@ -206,7 +218,8 @@ def run_layer(layer, repeats: int, memory: bool = True):
             fwdbwd_min_ms=t_bwd[name].min_s * 1e3,
             fwdbwd_compile_s=t_bwd[name].compile_s,
             gflops=flops / t_fwd[name].median_s / 1e9 if flops else None,
-            temp_mb=temp[name] / 2**20 if temp[name] is not None else None,
+            temp_mb=memory_bytes[name][0] / 2**20 if memory_bytes[name] else None,
+            peak_mb=memory_bytes[name][1] / 2**20 if memory_bytes[name] else None,
         )
     peer = _torch_row(layer, repeats)
     if peer is not None:
@@ -220,6 +233,13 @@ def run_layer(layer, repeats: int, memory: bool = True):
 
 def _fmt(v, digits=2):
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _peak_ratio(row, base) -> str:
+    a, b = row.get("peak_mb"), base.get("peak_mb")
+    if a is None or b is None:
+        return "-"
+    return f"{a:.1f}/{b:.1f} ({a / b:.2f})" if b else f"{a:.1f}/{b:.1f}"
 
 
 def write_report(results, meta, out_dir: str, stem: str):
@@ -241,8 +261,9 @@ def write_report(results, meta, out_dir: str, stem: str):
         "## Summary: what `auto` picks",
         "",
         "| suite | layer | lax fwd ms | lax fwd+bwd ms | auto picks | auto fwd x | "
-        "auto fwd+bwd x | best fwd x (algorithm) | auto GFLOP/s | % peak | temp MB auto/lax |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "auto fwd+bwd x | best fwd x (algorithm) | auto GFLOP/s | % peak | "
+        "temp MB auto/lax | peak MB auto/lax (x) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         rows = r["rows"]
@@ -260,7 +281,8 @@ def write_report(results, meta, out_dir: str, stem: str):
             f"{rows['lax']['fwdbwd_ms']:.2f} | {auto_name.split(':')[-1]} | "
             f"{auto['fwd_x']:.2f} | {auto['fwdbwd_x']:.2f} | {best_s} | "
             f"{_fmt(auto['gflops'], 1)} | {_fmt(peak, 0)} | "
-            f"{_fmt(auto['temp_mb'], 1)}/{_fmt(rows['lax']['temp_mb'], 1)} |"
+            f"{_fmt(auto['temp_mb'], 1)}/{_fmt(rows['lax']['temp_mb'], 1)} | "
+            f"{_peak_ratio(auto, rows['lax'])} |"
         )
     lines += [
         "",

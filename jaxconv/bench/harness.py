@@ -26,9 +26,12 @@ def time_many(calls: dict, repeats: int = 7, min_time: float = 0.05) -> dict:
 
     Each is compiled and warmed up first; then every repeat takes one sample of
     each in turn, so a slow drift of a shared machine's load hits all of them
-    alike instead of whichever happened to run during it.
+    alike instead of whichever happened to run during it. Each repeat starts the
+    round at the next candidate, and calls a candidate faster than 4 x `min_time`
+    once untimed before its sample: otherwise whichever always follows a slow,
+    memory-hungry candidate pays for fresh pages (seen as 2-3x outliers).
     """
-    compile_s, inner = {}, {}
+    compile_s, inner, warm = {}, {}, {}
     for name, (fn, args) in calls.items():
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
@@ -36,10 +39,16 @@ def time_many(calls: dict, repeats: int = 7, min_time: float = 0.05) -> dict:
         jax.block_until_ready(fn(*args))
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
-        inner[name] = max(1, min(50, int(min_time / max(time.perf_counter() - start, 1e-6))))
+        once = time.perf_counter() - start
+        inner[name] = max(1, min(50, int(min_time / max(once, 1e-6))))
+        warm[name] = once < 4 * min_time
     samples = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, (fn, args) in calls.items():
+    names = list(calls)
+    for rep in range(repeats):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            fn, args = calls[name]
+            if warm[name]:  # not slow: one untimed call first
+                jax.block_until_ready(fn(*args))
             start = time.perf_counter()
             for _ in range(inner[name]):
                 out = fn(*args)
