@@ -30,7 +30,7 @@ Algorithm = Literal[
 PoolAlgorithm = Literal["auto", "direct", "xla"]
 """Names accepted by the `algorithm=` argument of `reduce_window` and the pools."""
 
-TransposeAlgorithm = Literal["auto", "direct", "subpixel", "xla"]
+TransposeAlgorithm = Literal["auto", "direct", "subpixel", "xla", "xla/subpixel"]
 """Names accepted by the `algorithm=` argument of `conv_transpose`."""
 
 

@@ -175,3 +175,41 @@ def test_bad_input(kwargs, error, match):
     call = dict(lhs=X, rhs=W, strides=(2, 2), padding="SAME") | kwargs
     with pytest.raises(error, match=match):
         jaxconv.conv_transpose(**call)
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, dilation, want",
+    [
+        ((4, 4), (2, 2), (1, 1), "subpixel"),  # DCGAN: equal phases
+        ((2, 2), (2, 2), (1, 1), "subpixel"),  # U-Net 2x2/2
+        ((3, 3), (2, 2), (1, 1), "xla/subpixel"),  # uneven phases
+        ((4, 4), (2, 2), (2, 2), "xla/subpixel"),  # dilated
+        ((3, 3), (1, 1), (1, 1), "direct"),  # stride 1: a plain conv, its own auto
+    ],
+)
+def test_auto_rule(kernel, strides, dilation, want):
+    from jaxconv._transpose import _auto
+
+    assert _auto(kernel, strides, dilation) == want
+
+
+def test_xla_subpixel_forward_is_lax_and_backward_skips_the_zeros():
+    x, w = random((2, 6, 6, 4), seed=12), random((3, 3, 4, 5), seed=13)
+
+    def f(x, w):
+        return jaxconv.conv_transpose(x, w, (2, 2), "SAME", algorithm="xla/subpixel")
+
+    fwd = str(jax.make_jaxpr(f)(x, w))
+    assert "lhs_dilation=(2, 2)" in fwd  # XLA's own lhs-dilated conv
+    assert fwd.count("lhs_dilation=(2, 2)") == 1
+    bwd = str(jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), (0, 1)))(x, w))
+    # Only the forward dilates its input by the stride; the gradients are the phases'.
+    assert bwd.count("lhs_dilation=(2, 2)") == 1
+    assert bwd.count("conv_general_dilated") > 4
+    got = jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), (0, 1))(x, w)
+    want = jax.grad(
+        lambda x, w: jnp.sum(lax.conv_transpose(x, w, (2, 2), "SAME", precision="highest") ** 2),
+        (0, 1),
+    )(x, w)
+    for a, b in zip(got, want):
+        assert_close(a, b, scale=10)

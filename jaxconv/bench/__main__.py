@@ -94,8 +94,11 @@ def _transpose_candidates(layer):
     dn = ("N" + chars + "C", chars + "IO", "N" + chars + "C")
     args = (layer.strides, layer.padding, None, dn)
     out = {"lax": lambda x, w: jax.lax.conv_transpose(x, w, *args)}
-    for name in ("direct", "subpixel", "auto"):
+    for name in ("direct", "subpixel", "xla/subpixel", "auto"):
         out[name] = lambda x, w, name=name: jaxconv.conv_transpose(x, w, *args, algorithm=name)
+    from jaxconv._transpose import _auto
+
+    out["auto:" + _auto(layer.w[:-2], layer.strides, (1,) * len(layer.strides))] = out.pop("auto")
     return out
 
 
