@@ -80,7 +80,7 @@ def tuning_candidates(problem: Problem) -> list[str]:
     for name, info in REGISTRY.items():
         if info.supports(problem) is not None:
             continue
-        if name == "fft" and not _fft_fits(problem):
+        if "fft" in name.split("/") and not _fft_fits(problem):
             continue
         if (
             name == "im2col"
@@ -88,6 +88,10 @@ def tuning_candidates(problem: Problem) -> list[str]:
                 problem.x_shape, problem.w_shape, problem.out_spatial, _itemsize(problem)
             )
             > WORKSPACE_BUDGET_BYTES
+        ):
+            continue
+        if name.startswith("winograd") and _winograd_workspace(problem, name) > (
+            WORKSPACE_BUDGET_BYTES
         ):
             continue
         names.append(name)
@@ -151,8 +155,9 @@ def auto_rule(problem: Problem) -> str:
          XLA's gradients.
       6. 2-D dense 3x3 stride-1 convs with 64+ input channels per group and inputs up
          to 10 MiB, at DEFAULT precision -> "winograd4" while there are 256+ output
-         tiles of 4x4, else "winograd" while there are 256+ of 2x2 (forward 1.3-2.3x;
-         gradients from XLA). Winograd's rounding (about 5e-6 of the largest output in
+         tiles of 4x4 and no fewer than output channels, else "winograd" on the same
+         terms for 2x2 tiles, within the workspace budget (forward 1.1-2x; gradients
+         from XLA). Winograd's rounding (about 5e-6 of the largest output in
          float32 for F(4,3)) is what precision=DEFAULT allows; "high" and "highest"
          never get it. Larger inputs and fewer channels measured slower than XLA.
       7. anything else -> "xla": XLA's dense 2-D conv reaches 50-80% of the matmul peak.
@@ -201,6 +206,20 @@ def _winograd_rule(problem: Problem) -> str | None:
         return None
     for name, m in (("winograd4", 4), ("winograd", 2)):
         tiles = problem.x_shape[0] * math.prod(-(-o // m) for o in problem.out_spatial)
-        if tiles >= WINOGRAD_MIN_TILES:
+        # Enough tiles per GEMM, and at least as many as output channels: otherwise the
+        # transformed kernel (a^2 x Ig x Og) outweighs the tiles (VGG conv4_3: 1.0x).
+        if (
+            tiles >= max(WINOGRAD_MIN_TILES, problem.w_shape[-1])
+            and _winograd_workspace(problem, name) <= WORKSPACE_BUDGET_BYTES
+        ):
             return name
     return None
+
+
+def _winograd_workspace(problem: Problem, name: str) -> int:
+    """Bytes of the transformed tiles (input and output) and kernel Winograd holds."""
+    m = 4 if name == "winograd4" else 2
+    positions = (m + 2) ** len(problem.kernel)
+    tiles = problem.x_shape[0] * math.prod(-(-o // m) for o in problem.out_spatial)
+    groups, ig, og = problem.groups, problem.x_shape[-1], problem.w_shape[-1]
+    return _itemsize(problem) * positions * groups * (tiles * (ig + og) + ig * og)

@@ -108,10 +108,11 @@ def test_set_autotune_setting(tmp_path):
 
 def test_objective_picks_per_objective_and_caches_apart(tmp_path, monkeypatch):
     """Fake timings: xla wins the forward pass, direct wins forward+backward."""
-    seen = []
+    seen, timed = [], []
 
     def fake(fn, x, w, params, repeats, objective="forward"):
         seen.append(objective)
+        timed.append((objective, fn.__name__))
         fast = "conv_xla" if objective == "forward" else "conv_direct"
         return 1.0 if fn.__name__ == fast else 2.0
 
@@ -134,6 +135,10 @@ def test_objective_picks_per_objective_and_caches_apart(tmp_path, monkeypatch):
             scale=4,
         )
     assert picks == {"forward": "xla", "forward+backward": "direct"}
+    # Composites repeat another candidate's forward: only the training objective times them.
+    composites = {"conv_xla_direct", "conv_direct_xla", "conv_xla_fft"}
+    assert not composites & {name for obj, name in timed if obj == "forward"}
+    assert composites <= {name for obj, name in timed if obj == "forward+backward"}
     assert set(seen) == set(_autotune.OBJECTIVES)
     keys = json.loads(path.read_text())["entries"]
     assert sorted(json.loads(k)[0] for k in keys) == ["forward", "forward+backward"]

@@ -7,6 +7,7 @@ is meaningful even on a noisy shared machine; absolute times are not.
 from __future__ import annotations
 
 import dataclasses
+import random
 import statistics
 import time
 
@@ -26,10 +27,10 @@ def time_many(calls: dict, repeats: int = 7, min_time: float = 0.05) -> dict:
 
     Each is compiled and warmed up first; then every repeat takes one sample of
     each in turn, so a slow drift of a shared machine's load hits all of them
-    alike instead of whichever happened to run during it. Each repeat starts the
-    round at the next candidate, and calls a candidate faster than 4 x `min_time`
-    once untimed before its sample: otherwise whichever always follows a slow,
-    memory-hungry candidate pays for fresh pages (seen as 2-3x outliers).
+    alike instead of whichever happened to run during it. Each round runs the
+    candidates in a new (seeded) random order, and calls a candidate faster than
+    4 x `min_time` once untimed before its sample: otherwise whichever always
+    follows a slow, memory-hungry candidate pays for it (seen as 2-3x outliers).
     """
     compile_s, inner, warm = {}, {}, {}
     for name, (fn, args) in calls.items():
@@ -43,9 +44,11 @@ def time_many(calls: dict, repeats: int = 7, min_time: float = 0.05) -> dict:
         inner[name] = max(1, min(50, int(min_time / max(once, 1e-6))))
         warm[name] = once < 4 * min_time
     samples = {name: [] for name in calls}
-    names = list(calls)
-    for rep in range(repeats):
-        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+    order = random.Random(0)
+    for _ in range(repeats):
+        names = list(calls)
+        order.shuffle(names)
+        for name in names:
             fn, args = calls[name]
             if warm[name]:  # not slow: one untimed call first
                 jax.block_until_ready(fn(*args))
