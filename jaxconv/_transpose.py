@@ -195,7 +195,7 @@ _xla_subpixel = with_tangents(_xla_forward, _subpixel_tangent, "conv_transpose_x
 def _auto(kernel, strides, rhs_dilation) -> str:
     """Stride 1: a plain conv ("direct" lets conv_general_dilated's auto choose).
     Phases of one shape (kernel a multiple of the stride: DCGAN 4x4/2, U-Net 2x2/2):
-    "subpixel", forward 1.05-1.4x lax. Uneven phases (3x3/2) make small, unequal
+    "subpixel", forward 0.8-1.75x lax. Uneven phases (3x3/2) make small, unequal
     convs whose forward measured 0.8x: "xla/subpixel", lax's forward and the
     subpixel gradients (fwd+bwd 9-19x either way)."""
     if all(s == 1 for s in strides):

@@ -12,8 +12,8 @@ with m and the number of dims. Measured in float32 on N(0,1) data, 64 -> 32
 channels, max error relative to the largest output (float64 reference):
 2-D (2x9x10): direct 1.5e-7, F(2,3) 3.7e-7, F(4,3) 5.3e-6; 3-D (1x6x9x10):
 direct 1.8e-7, F(2,3) 2.7e-7, F(4,3) 2.1e-5. 16-bit inputs are computed in
-float32. On CPU, F(4,3) runs ResNet-50's res2/res3 layers 1.4-1.9x faster than
-XLA, F(2,3) res4 about 2x (bench/results). The registry pairs this forward pass
+float32. On CPU, F(4,3) runs ResNet-50's res2/res3 layers 1.3-1.7x faster than
+XLA, F(2,3) res4 1.5x (bench/results). The registry pairs this forward pass
 with exact convolutions for the gradients (`with_tangents`), which measured
 faster than autodiff through the transforms.
 """

@@ -10,9 +10,9 @@ therefore unrolled over their kernel taps, and each tap becomes a 2-D conv over
 With few input channels (a video stem's 3), the taps go into the channels
 instead: one 2-D conv over T*Ig channels, since XLA's 2-D conv is weak on very
 few channels. Autodiff gives XLA's 2-D backward convs, so the backward pass
-gains too (bench/results: 3-D ResNet-18/C3D layers 1.2-3x forward, 3-13x with
-the backward). This is the slice-wise decomposition that cuDNN uses for some
-3-D problems; see also Tran et al. 2018 (R(2+1)D) for the factorised view.
+gains too (bench/results: 3-D ResNet-18/C3D layers 1.2-3.7x forward, 2.9-15x
+with the backward). It is the plain decomposition of an N-D convolution into a
+sum of (N-1)-D ones over the leading kernel taps, applied until 2-D remains.
 """
 
 from __future__ import annotations
