@@ -90,7 +90,7 @@ def tuning_candidates(problem: Problem) -> list[str]:
             > WORKSPACE_BUDGET_BYTES
         ):
             continue
-        if name.startswith("winograd") and _winograd_workspace(problem, name) > (
+        if name in WINOGRAD_TILE and _winograd_workspace(problem, WINOGRAD_TILE[name]) > (
             WORKSPACE_BUDGET_BYTES
         ):
             continue
@@ -204,22 +204,29 @@ def _winograd_rule(problem: Problem) -> str | None:
         or math.prod(problem.x_shape) * np.dtype(problem.dtype).itemsize > WINOGRAD_MAX_INPUT_BYTES
     ):
         return None
-    for name, m in (("winograd4", 4), ("winograd", 2)):
-        tiles = problem.x_shape[0] * math.prod(-(-o // m) for o in problem.out_spatial)
+    for name, m in WINOGRAD_TILE.items():  # larger tiles first
         # Enough tiles per GEMM, and at least as many as output channels: otherwise the
         # transformed kernel (a^2 x Ig x Og) outweighs the tiles (VGG conv4_3: 1.0x).
         if (
-            tiles >= max(WINOGRAD_MIN_TILES, problem.w_shape[-1])
-            and _winograd_workspace(problem, name) <= WORKSPACE_BUDGET_BYTES
+            _winograd_tiles(problem, m) >= max(WINOGRAD_MIN_TILES, problem.w_shape[-1])
+            and _winograd_workspace(problem, m) <= WORKSPACE_BUDGET_BYTES
         ):
             return name
     return None
 
 
-def _winograd_workspace(problem: Problem, name: str) -> int:
-    """Bytes of the transformed tiles (input and output) and kernel Winograd holds."""
-    m = 4 if name == "winograd4" else 2
+WINOGRAD_TILE = {"winograd4": 4, "winograd": 2}
+"""Output tile size m of each Winograd algorithm, F(m, 3)."""
+
+
+def _winograd_tiles(problem: Problem, m: int) -> int:
+    """Output tiles of m^n across the batch: the rows of each of Winograd's GEMMs."""
+    return problem.x_shape[0] * math.prod(-(-o // m) for o in problem.out_spatial)
+
+
+def _winograd_workspace(problem: Problem, m: int) -> int:
+    """Bytes of the transformed tiles (input and output) and kernel Winograd F(m, 3) holds."""
     positions = (m + 2) ** len(problem.kernel)
-    tiles = problem.x_shape[0] * math.prod(-(-o // m) for o in problem.out_spatial)
     groups, ig, og = problem.groups, problem.x_shape[-1], problem.w_shape[-1]
+    tiles = _winograd_tiles(problem, m)
     return _itemsize(problem) * positions * groups * (tiles * (ig + og) + ig * og)
