@@ -19,6 +19,7 @@ from jaxconv._conv import (
     conv_general_dilated,
     conv_with_general_padding,
 )
+from jaxconv._memory import set_memory_budget
 from jaxconv._pool import (
     PADDING_MODES,
     avg_pool,
@@ -62,5 +63,6 @@ __all__ = [
     "record_choices",
     "reduce_window",
     "set_autotune",
+    "set_memory_budget",
     "sum_pool",
 ]

@@ -108,6 +108,8 @@ def set_autotune(
 
 
 def cache_key(problem, objective: str = "forward") -> str:
+    from jaxconv._memory import memory_budget
+
     dev = jax.devices()[0]
     p = problem.params
     return json.dumps(
@@ -125,6 +127,7 @@ def cache_key(problem, objective: str = "forward") -> str:
             list(p.rhs_dilation),
             repr(p.precision),
             str(p.preferred_element_type),
+            memory_budget(),  # it decides which candidates run, and in how many chunks
         ]
     )
 
@@ -186,6 +189,8 @@ def time_candidate(fn, x, w, params, repeats: int, objective: str = "forward") -
 def tuned_choice(problem, candidates, settings: _Settings) -> str:
     """The fastest of `candidates` ({name: fn}) for `problem`, from cache or by timing."""
     from jaxconv._algorithms import REGISTRY
+    from jaxconv._chunk import chunked_algorithm
+    from jaxconv._memory import fit_chunks
 
     # Integer convs have no gradient: time their forward pass whatever the objective.
     inexact = np.issubdtype(np.dtype(problem.dtype), np.inexact)
@@ -214,8 +219,15 @@ def tuned_choice(problem, candidates, settings: _Settings) -> str:
     dtype = np.dtype(problem.dtype)
     x = rng.standard_normal(problem.x_shape).astype(dtype)  # NumPy: concrete even while
     w = rng.standard_normal(problem.w_shape).astype(dtype)  # an outer jit is tracing
-    times = {
-        name: time_candidate(REGISTRY[name].fn, x, w, problem.params, settings.repeats, objective)
+    times = {  # each as "auto" would run it: in chunks where the memory budget needs them
+        name: time_candidate(
+            chunked_algorithm(REGISTRY[name].fn, fit_chunks(problem, name)),
+            x,
+            w,
+            problem.params,
+            settings.repeats,
+            objective,
+        )
         for name in candidates
     }
     best = min(times, key=times.get)

@@ -17,9 +17,10 @@ import numpy as np
 from jax import lax
 
 from jaxconv._algorithms import REGISTRY, Problem
+from jaxconv._chunk import Chunks, chunked, row_geometry, row_params, row_taker, slice_taker
 from jaxconv._layout import Layout, resolve_layout, transpose
 from jaxconv._padding import dilate_dim, int_tuple, resolve_padding, window_output_shape
-from jaxconv._select import choose
+from jaxconv._select import choose, chunks_for
 from jaxconv._typing import Algorithm, ConvParams
 
 _PRECISION_NAMES = ("default", "fastest", "high", "highest", "bfloat16", "tensorfloat32", "float32")
@@ -116,13 +117,46 @@ class _Plan:
     algorithm: str
     out_shape: tuple[int, ...]  # in the caller's layout
     empty: bool
+    chunks: Chunks = Chunks("batch", 1)  # sequential slices that fit the memory budget
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def _run(lhs, rhs, plan: _Plan):
     if plan.empty:
         return jnp.zeros(plan.out_shape, plan.params.out_dtype)
-    g = plan.groups
+    if plan.chunks.count == 1:
+        return _canonical_call(lhs, rhs, plan, plan.groups)
+    # Pieces of the caller's arrays (batch_groups is 1 here): of the batch; of whole
+    # groups (channel slices of lhs, of rhs's output features and of the output); or of
+    # the output's first spatial axis, each reading its window of input rows.
+    layout, count, groups, piece = plan.layout, plan.chunks.count, plan.groups, plan
+    lhs_axis, out_axis = layout.lhs_to_canon, layout.canon_to_out.index
+    take_w = None
+    if plan.chunks.axis == "batch":
+        take_x, axis = slice_taker(lhs_axis[0], count), out_axis(0)
+    elif plan.chunks.axis == "groups":
+        take_x, axis = slice_taker(lhs_axis[-1], count), out_axis(len(lhs_axis) - 1)
+        take_w = slice_taker(layout.rhs_to_canon[-1], count)
+        groups //= count
+    else:
+        geometry = row_geometry(
+            lhs.shape[lhs_axis[1]], rhs.shape[layout.rhs_to_canon[0]], plan.params, count
+        )
+        take_x, axis = row_taker(lhs_axis[1], *geometry), out_axis(1)
+        piece = dataclasses.replace(plan, params=row_params(plan.params))
+    run = chunked(
+        lambda x, w: _canonical_call(x, w, piece, groups),
+        count,
+        take_x,
+        take_w,
+        axis,
+        whole=lambda x, w: _canonical_call(x, w, plan, plan.groups),
+    )
+    return run(lhs, rhs)
+
+
+def _canonical_call(lhs, rhs, plan: _Plan, g: int):
+    """Into the canonical layout, the algorithm (`g` groups), and back to the caller's."""
     x = transpose(lhs, plan.layout.lhs_to_canon)  # (N, *S, C)
     w = transpose(rhs, plan.layout.rhs_to_canon)  # (*K, I, O)
     if plan.batch_groups > 1:
@@ -221,9 +255,10 @@ def _plan(
         backend=jax.default_backend(),
     )
     name = choose(algorithm, problem, op, record=op == "conv_general_dilated")
+    chunks = chunks_for(algorithm, problem, name) if bgc == 1 else Chunks("batch", 1)
     out_shape = tuple(out_c[i] for i in layout.canon_to_out)
     empty = math.prod(out_shape) == 0 or in_features == 0 or math.prod(rhs_c[:-2]) == 0
-    return _Plan(layout, bgc, groups, params, name, out_shape, empty), problem
+    return _Plan(layout, bgc, groups, params, name, out_shape, empty, chunks), problem
 
 
 def conv_general_dilated(

@@ -10,7 +10,14 @@ from jax import lax
 
 from jaxconv import _autotune
 from jaxconv._algorithms import REGISTRY, Problem
-from jaxconv._padding import dilate_dim
+from jaxconv._chunk import Chunks
+from jaxconv._memory import (
+    WINOGRAD_TILE,
+    backward_fft_fits,
+    fft_shapes,
+    fit_chunks,
+    winograd_tiles,
+)
 
 ALGORITHMS = ("auto", *REGISTRY)
 
@@ -73,94 +80,62 @@ def _resolve(requested: str, problem: Problem, op: str) -> str:
 
 
 def tuning_candidates(problem: Problem) -> list[str]:
-    """Algorithms that can run `problem` within the workspace budget (for autotuning)."""
-    from jaxconv._algorithms.im2col import im2col_workspace_bytes
+    """Algorithms that can run `problem` within the memory budget, in chunks where
+    needed (for autotuning)."""
+    return [
+        name
+        for name, info in REGISTRY.items()
+        if info.supports(problem) is None and fit_chunks(problem, name) is not None
+    ]
 
-    names = []
-    for name, info in REGISTRY.items():
-        if info.supports(problem) is not None:
-            continue
-        if "fft" in name.split("/") and not _fft_fits(problem):
-            continue
-        if (
-            name == "im2col"
-            and im2col_workspace_bytes(
-                problem.x_shape, problem.w_shape, problem.out_spatial, _itemsize(problem)
-            )
-            > WORKSPACE_BUDGET_BYTES
-        ):
-            continue
-        if name in WINOGRAD_TILE and _winograd_workspace(problem, WINOGRAD_TILE[name]) > (
-            WORKSPACE_BUDGET_BYTES
-        ):
-            continue
-        names.append(name)
-    return names
+
+def chunks_for(requested: str, problem: Problem, name: str) -> Chunks:
+    """How "auto" runs its choice `name`: in the fewest chunks that fit the memory
+    budget. A named algorithm runs whole, as asked."""
+    if requested != "auto":
+        return Chunks("batch", 1)
+    return fit_chunks(problem, name) or Chunks("batch", 1)
 
 
 FFT_MIN_TAPS = 169  # 13x13
 FFT_MIN_TAPS_1D = 64
-FFT_WORKSPACE_FACTOR = 4
-WORKSPACE_BUDGET_BYTES = 256 * 2**20
-"""FFT is chosen only while its spectra stay within FFT_WORKSPACE_FACTOR times the input
-plus output, or within WORKSPACE_BUDGET_BYTES, whichever is larger."""
 
 
-def _itemsize(problem: Problem) -> int:
-    """Bytes per element of the workspace: 16-bit inputs are computed in float32."""
-    return max(np.dtype(problem.dtype).itemsize, 4)
-
-
-def _fft_shapes(problem: Problem):
-    """(x_shape, dilated w_shape, padded spatial) as the FFT algorithm sees them."""
-    padded = [
-        s * d + lo + hi
-        for s, d, (lo, hi) in zip(
-            problem.x_shape[1:-2], problem.params.lhs_dilation, problem.params.pads
-        )
-    ]
-    dilated = tuple(dilate_dim(k, d) for k, d in zip(problem.kernel, problem.params.rhs_dilation))
-    return problem.x_shape, dilated + problem.w_shape[-3:], padded  # w: (*Kd, Ig, G, Og)
-
-
-def _fft_fits(problem: Problem) -> bool:
-    from jaxconv._algorithms.fft import fft_workspace_bytes
-
-    itemsize = _itemsize(problem)
-    n, groups, ig = problem.x_shape[0], problem.groups, problem.x_shape[-1]
-    io = itemsize * (
-        n * groups * ig * math.prod(problem.x_shape[1:-2])
-        + n * groups * problem.w_shape[-1] * math.prod(problem.out_spatial)
-    )
-    workspace = fft_workspace_bytes(*_fft_shapes(problem), itemsize)
-    return workspace <= max(FFT_WORKSPACE_FACTOR * io, WORKSPACE_BUDGET_BYTES)
+def _fits(problem: Problem, name: str) -> bool:
+    return REGISTRY[name].supports(problem) is None and fit_chunks(problem, name) is not None
 
 
 def auto_rule(problem: Problem) -> str:
     """The documented "auto" rule (README, "Choosing an algorithm"), justified by bench/results.
 
+    Every algorithm below with a workspace is taken only if it fits the memory budget
+    (`_memory`: forward peak within 1.5x lax's by default), whole or in pieces (`_chunk`).
+
     On CPU:
-      1. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft", if its
-         spectra fit the workspace budget: depthwise 16-68x; dense 1-D 2-3x (long
-         signals in overlap-save segments). Where the kernel spectra outnumber the
-         signal's (many channels, short signals) -> "xla/fft": XLA's forward, FFT
-         gradients (wav2vec2 pos_conv: fwd+bwd 17x).
+      1. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft" if it fits:
+         depthwise 16-68x; dense 1-D 2-3x (long signals in overlap-save segments).
+         Where the kernel spectra outnumber the signal's (many channels, short
+         signals), or the FFT does not fit, dense convs get "xla/fft": XLA's forward,
+         FFT gradients (wav2vec2 pos_conv: fwd+bwd 17x); depthwise ones go on to 2.
       2. depthwise (one input channel per group, several groups) -> "depthwise":
          XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
       3. windows that do not overlap (1x1 kernels; patch embeddings such as 16x16/16)
          -> "pointwise": one GEMM, about 1.5-2x faster than XLA's emitter.
       4. 3-D (and higher) dense convs -> "xla2d": XLA's strong 2-D conv over the last two
          axes, unrolled over the leading taps (forward 1.2-3x, with the backward 3-13x).
+         Where its kernel-tap copies and windows do not fit -> "xla/xla2d": XLA's
+         forward, the 2-D convs' gradients (fwd+bwd 3-14x).
       5. a single input channel (audio stems) -> "direct/xla": per-tap forward (~1.2-1.4x),
          XLA's gradients.
       6. 2-D dense 3x3 stride-1 convs with 64+ input channels per group and inputs up
          to 10 MiB, at DEFAULT precision -> "winograd4" while there are 256+ output
          tiles of 4x4 and no fewer than output channels, else "winograd" on the same
-         terms for 2x2 tiles, within the workspace budget (forward 1.1-2x; gradients
-         from XLA). Winograd's rounding (about 5e-6 of the largest output in
-         float32 for F(4,3)) is what precision=DEFAULT allows; "high" and "highest"
-         never get it. Larger inputs and fewer channels measured slower than XLA.
-      7. anything else -> "xla": XLA's dense 2-D conv reaches 50-80% of the matmul peak.
+         terms for 2x2 tiles (forward 1.1-2x; gradients from XLA). Winograd's rounding
+         (about 5e-6 of the largest output in float32 for F(4,3)) is what
+         precision=DEFAULT allows; "high" and "highest" never get it. Larger inputs
+         and fewer channels measured slower than XLA.
+      7. anything else, or a choice that does not fit -> "xla": XLA's dense 2-D conv
+         reaches 50-80% of the matmul peak and holds no workspace.
     On GPU/TPU, "xla" (cuDNN / the TPU emitter) everywhere: their dense and
     grouped convolutions are already fast, and jaxconv has measured no win there yet.
     """
@@ -169,17 +144,21 @@ def auto_rule(problem: Problem) -> str:
     taps = math.prod(problem.kernel)
     large = taps >= FFT_MIN_TAPS or (len(problem.kernel) == 1 and taps >= FFT_MIN_TAPS_1D)
     stride_one = all(s == 1 for s in problem.params.strides)
-    if large and stride_one and REGISTRY["fft"].supports(problem) is None and _fft_fits(problem):
+    if large and stride_one and REGISTRY["fft"].supports(problem) is None:
         from jaxconv._algorithms.fft import kernel_spectra_dominate
 
-        return "xla/fft" if kernel_spectra_dominate(*_fft_shapes(problem)) else "fft"
+        if not kernel_spectra_dominate(*fft_shapes(problem)) and _fits(problem, "fft"):
+            return "fft"
+        dense = REGISTRY["depthwise"].supports(problem) is not None
+        if dense and backward_fft_fits(problem):  # XLA's forward holds no workspace
+            return "xla/fft"
     for name in ("depthwise", "pointwise"):
         if REGISTRY[name].supports(problem) is None:
-            return name
+            return name if _fits(problem, name) else "xla"
     if len(problem.kernel) >= 3:
-        return "xla2d"
+        return "xla2d" if _fits(problem, "xla2d") else "xla/xla2d"
     if problem.groups * problem.x_shape[-1] == 1 and taps <= FFT_MIN_TAPS_1D:
-        return "direct/xla"
+        return "direct/xla" if _fits(problem, "direct/xla") else "xla"
     return _winograd_rule(problem) or "xla"
 
 
@@ -207,26 +186,8 @@ def _winograd_rule(problem: Problem) -> str | None:
     for name, m in WINOGRAD_TILE.items():  # larger tiles first
         # Enough tiles per GEMM, and at least as many as output channels: otherwise the
         # transformed kernel (a^2 x Ig x Og) outweighs the tiles (VGG conv4_3: 1.0x).
-        if (
-            _winograd_tiles(problem, m) >= max(WINOGRAD_MIN_TILES, problem.w_shape[-1])
-            and _winograd_workspace(problem, m) <= WORKSPACE_BUDGET_BYTES
+        if winograd_tiles(problem, m) >= max(WINOGRAD_MIN_TILES, problem.w_shape[-1]) and _fits(
+            problem, name
         ):
             return name
     return None
-
-
-WINOGRAD_TILE = {"winograd4": 4, "winograd": 2}
-"""Output tile size m of each Winograd algorithm, F(m, 3)."""
-
-
-def _winograd_tiles(problem: Problem, m: int) -> int:
-    """Output tiles of m^n across the batch: the rows of each of Winograd's GEMMs."""
-    return problem.x_shape[0] * math.prod(-(-o // m) for o in problem.out_spatial)
-
-
-def _winograd_workspace(problem: Problem, m: int) -> int:
-    """Bytes of the transformed tiles (input and output) and kernel Winograd F(m, 3) holds."""
-    positions = (m + 2) ** len(problem.kernel)
-    groups, ig, og = problem.groups, problem.x_shape[-1], problem.w_shape[-1]
-    tiles = _winograd_tiles(problem, m)
-    return _itemsize(problem) * positions * groups * (tiles * (ig + og) + ig * og)

@@ -17,6 +17,7 @@ import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxconv._algorithms import with_tangents
@@ -28,6 +29,7 @@ from jaxconv._conv import (
     normalize_precision,
 )
 from jaxconv._layout import channels_last, resolve_layout, transpose
+from jaxconv._memory import subpixel_fits
 from jaxconv._padding import dilate_dim, int_tuple
 from jaxconv._typing import TransposeAlgorithm
 
@@ -192,17 +194,30 @@ def _subpixel_tangent(x, w, t: _Static):
 _xla_subpixel = with_tangents(_xla_forward, _subpixel_tangent, "conv_transpose_xla_subpixel")
 
 
-def _auto(kernel, strides, rhs_dilation) -> str:
+def _auto(kernel, strides, rhs_dilation, fits: bool = True) -> str:
     """Stride 1: a plain conv ("direct" lets conv_general_dilated's auto choose).
     Phases of one shape (kernel a multiple of the stride: DCGAN 4x4/2, U-Net 2x2/2):
-    "subpixel", forward 0.8-1.75x lax. Uneven phases (3x3/2) make small, unequal
-    convs whose forward measured 0.8x: "xla/subpixel", lax's forward and the
-    subpixel gradients (fwd+bwd 9-19x either way)."""
+    "subpixel", forward 0.8-1.75x lax, if its phase outputs `fits` the memory budget.
+    Uneven phases (3x3/2) make small, unequal convs whose forward measured 0.8x; they,
+    and phases over budget, get "xla/subpixel": lax's forward, which holds no
+    workspace, and the subpixel gradients (fwd+bwd 9-19x either way)."""
     if all(s == 1 for s in strides):
         return "direct"
-    if all(d == 1 and k % s == 0 for k, s, d in zip(kernel, strides, rhs_dilation)):
+    if fits and all(d == 1 and k % s == 0 for k, s, d in zip(kernel, strides, rhs_dilation)):
         return "subpixel"
     return "xla/subpixel"
+
+
+def auto_choice(x_shape, w_shape, strides, pads, rhs_dilation, dtype) -> str:
+    """What "auto" runs for a transposed conv: x (N, *S, I), w (*K, I, O) channels-last,
+    `pads` as `transpose_pads` gives them."""
+    kernel = tuple(map(dilate_dim, w_shape[:-2], rhs_dilation))
+    out_spatial = [
+        dilate_dim(size, s) + lo + hi - k + 1
+        for size, s, (lo, hi), k in zip(x_shape[1:-1], strides, pads, kernel)
+    ]
+    fits = subpixel_fits(x_shape, w_shape, out_spatial, np.dtype(dtype).itemsize)
+    return _auto(w_shape[:-2], strides, rhs_dilation, fits)
 
 
 def conv_transpose(
@@ -294,7 +309,7 @@ def conv_transpose(
     canon = channels_last(n)
     name = algorithm
     if name == "auto":
-        name = _auto(w.shape[:n], strides, rhs_dilation)
+        name = auto_choice(x.shape, w.shape, strides, pads, rhs_dilation, x.dtype)
     if name in ("subpixel", "xla/subpixel") and any(s > 1 for s in strides):
         # Validate like conv_general_dilated (same messages); computes nothing.
         chosen_algorithm(

@@ -24,6 +24,7 @@ Algorithm = Literal[
     "xla/direct",
     "direct/xla",
     "xla/fft",
+    "xla/xla2d",
 ]
 """Names accepted by the `algorithm=` argument of every conv function."""
 

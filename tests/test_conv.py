@@ -326,7 +326,7 @@ def test_transforms(algorithm):
     ws, groups = KERNEL_FOR.get(algorithm, ((3, 3, 3, 4), 1))
     xs, dn = (3, 2, 6, 5, 3), NHWC
     strides = (1, 1) if algorithm.startswith("winograd") else (1, 2)  # winograd: stride 1
-    if algorithm == "xla2d":  # 3-D only
+    if algorithm in ("xla2d", "xla/xla2d"):  # 3-D only
         xs, ws, dn, strides = (3, 2, 3, 6, 5, 3), (2, 3, 3, 3, 4), NDHWC, (1, 1, 2)
     x, w = random(xs, "float64", seed=21), random(ws, "float64", seed=22)
     args = (strides, "SAME", None, None, dn, groups)
@@ -554,6 +554,7 @@ def test_fft_overlap_save_gradients():
 # ------------------------------------------------------------ xla2d (3-D and up)
 
 
+@pytest.mark.parametrize("algorithm", ["xla2d", "xla/xla2d"])
 @pytest.mark.parametrize("fold", [True, False], ids=["taps-in-channels", "unrolled"])
 @pytest.mark.parametrize(
     "xs, ws, strides, padding, lhs_dil, rhs_dil, groups",
@@ -572,8 +573,9 @@ def test_fft_overlap_save_gradients():
     ],
 )
 def test_xla2d_matches_lax_with_gradients(
-    monkeypatch, fold, xs, ws, strides, padding, lhs_dil, rhs_dil, groups
+    monkeypatch, algorithm, fold, xs, ws, strides, padding, lhs_dil, rhs_dil, groups
 ):
+    """xla2d, and xla/xla2d whose gradients are xla2d's transposes."""
     from jaxconv._algorithms import xla2d
 
     monkeypatch.setattr(xla2d, "FOLD_MAX_CHANNELS", 10**9 if fold else 0)
@@ -581,11 +583,11 @@ def test_xla2d_matches_lax_with_gradients(
     args = (strides, padding, lhs_dil, rhs_dil, None, groups)
     x = jnp.moveaxis(x, -1, 1)  # NC... (lax's default layout)
     w = jnp.moveaxis(jnp.moveaxis(w, -1, 0), -1, 1)  # OI...
-    got, want = both("xla2d", x, w, *args)
+    got, want = both(algorithm, x, w, *args)
     assert_close(got, want, scale=4)
 
     def f(x, w):
-        return jaxconv.conv_general_dilated(x, w, *args, algorithm="xla2d")
+        return jaxconv.conv_general_dilated(x, w, *args, algorithm=algorithm)
 
     check_grads(f, (x, w), order=1, modes=("fwd", "rev"))
 

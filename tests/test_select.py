@@ -19,24 +19,27 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
     [
         ((1, 16, 16, 8), (3, 3, 1, 8), (1, 1), 8, "depthwise"),
         ((1, 32, 32, 8), (5, 5, 1, 8), (2, 2), 8, "depthwise"),
-        ((1, 32, 32, 8), (31, 31, 1, 8), (1, 1), 8, "fft"),  # large depthwise kernel
+        ((2, 28, 28, 64), (31, 31, 1, 64), (1, 1), 64, "fft"),  # large depthwise kernel
+        ((1, 32, 32, 8), (31, 31, 1, 8), (1, 1), 8, "depthwise"),  # spectra 4x the image
         ((1, 32, 32, 8), (31, 31, 1, 8), (2, 2), 8, "depthwise"),  # strided: no fft
-        ((2, 1024, 8), (64, 8, 8), (1,), 1, "fft"),  # large dense 1-D kernel
+        ((2, 1024, 8), (64, 8, 8), (1,), 1, "fft"),  # dense 1-D, in chunks of output rows
         ((1, 499, 768), (128, 48, 768), (1,), 16, "xla/fft"),  # wav2vec2 pos_conv
         ((8, 4096, 64), (128, 4, 64), (1,), 16, "fft"),  # long signal, few channels
         ((2, 1024, 8), (64, 8, 8), (2,), 1, "xla"),
         ((1, 64, 2048), (64, 2048, 2048), (1,), 1, "xla"),  # spectra over the budget
         ((1, 16, 16, 8), (1, 1, 8, 4), (1, 1), 1, "pointwise"),
-        ((1, 64, 64, 3), (16, 16, 3, 8), (16, 16), 1, "pointwise"),  # ViT patch embedding
+        ((1, 224, 224, 3), (16, 16, 3, 768), (16, 16), 1, "pointwise"),  # ViT patch embed
+        ((1, 64, 64, 3), (16, 16, 3, 8), (16, 16), 1, "pointwise"),  # in chunks of rows
         ((1, 64, 64, 3), (4, 4, 3, 8), (2, 2), 1, "xla"),  # overlapping windows
-        ((1, 4, 8, 8, 8), (3, 3, 3, 8, 8), (1, 1, 1), 1, "xla2d"),
-        ((1, 4, 8, 8, 8), (3, 3, 3, 8, 8), (2, 2, 2), 1, "xla2d"),
+        ((1, 16, 32, 32, 3), (3, 3, 3, 3, 64), (1, 1, 1), 1, "xla2d"),  # video stem
+        ((8, 4, 16, 16, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # in 8 chunks
+        ((1, 8, 28, 28, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla/xla2d"),  # taps over budget
         ((1, 4, 8, 8, 8), (3, 3, 3, 1, 8), (1, 1, 1), 8, "depthwise"),
         ((1, 1000, 1), (10, 1, 16), (5,), 1, "direct/xla"),  # audio stem
         ((1, 16, 16, 8), (3, 3, 8, 8), (1, 1), 1, "xla"),
         ((1, 16, 16, 8), (3, 3, 4, 8), (1, 1), 2, "xla"),
         ((8, 56, 56, 64), (3, 3, 64, 64), (1, 1), 1, "winograd4"),  # ResNet-50 res2
-        ((8, 14, 14, 256), (3, 3, 256, 256), (1, 1), 1, "winograd"),  # res4: few 4x4 tiles
+        ((8, 14, 14, 256), (3, 3, 256, 256), (1, 1), 1, "xla"),  # res4: kernel over budget
         ((8, 7, 7, 512), (3, 3, 512, 512), (1, 1), 1, "xla"),  # res5: few tiles of either
         ((1, 224, 224, 64), (3, 3, 64, 64), (1, 1), 1, "xla"),  # input over 10 MiB
         ((64, 32, 32, 32), (3, 3, 32, 32), (1, 1), 1, "xla"),  # too few channels
@@ -67,3 +70,21 @@ def test_auto_rule_on_cpu(xs, ws, strides, groups, want):
 def test_winograd_only_at_default_precision(precision, want):
     args = (spec((8, 56, 56, 64)), spec((3, 3, 64, 64)), (1, 1), "SAME", None, None, LAYOUT[4])
     assert jaxconv.chosen_algorithm(*args, precision=precision) == want
+
+
+def test_auto_rule_with_a_larger_memory_budget():
+    """The budget decides what runs whole; the rule's other terms stay (res4: 2x2 tiles,
+    there are too few 4x4 ones)."""
+    xs, ws = spec((8, 14, 14, 256)), spec((3, 3, 256, 256))
+    try:
+        jaxconv.set_memory_budget(8)
+        assert jaxconv.chosen_algorithm(xs, ws, (1, 1), "SAME", None, None, LAYOUT[4]) == "winograd"
+    finally:
+        jaxconv.set_memory_budget()
+    assert jaxconv.chosen_algorithm(xs, ws, (1, 1), "SAME", None, None, LAYOUT[4]) == "xla"
+
+
+@pytest.mark.parametrize("ratio", [0.5, "2", True, float("nan")])
+def test_set_memory_budget_rejects(ratio):
+    with pytest.raises(ValueError, match=r"`ratio` \(=.*\) must be a number >= 1"):
+        jaxconv.set_memory_budget(ratio)

@@ -118,4 +118,7 @@ REGISTRY: dict[str, AlgorithmInfo] = {
     "xla/direct": AlgorithmInfo(with_tangents(conv_xla, conv_direct, "conv_xla_direct")),
     "direct/xla": AlgorithmInfo(with_tangents(conv_direct, conv_xla, "conv_direct_xla")),
     "xla/fft": AlgorithmInfo(with_tangents(conv_xla, conv_fft, "conv_xla_fft"), fft_unsupported),
+    "xla/xla2d": AlgorithmInfo(
+        with_tangents(conv_xla, conv_xla2d, "conv_xla_xla2d"), xla2d_unsupported
+    ),
 }

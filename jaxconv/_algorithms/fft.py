@@ -100,10 +100,11 @@ def kernel_spectra_dominate(x_shape, w_shape, padded_spatial) -> bool:
 
 
 def fft_workspace_bytes(x_shape, w_shape, padded_spatial, itemsize: int) -> int:
-    """Complex spectra of input, kernel and output that the FFT path holds."""
+    """Complex spectra of input, kernel and output that the FFT path holds: complex
+    (2 * itemsize) on half the bins of the last axis (rfft), so itemsize per sample."""
     split = segments(x_shape, w_shape, padded_spatial)
     signal, kernel = _sizes(split, x_shape[0], x_shape[-2], x_shape[-1], w_shape[-1])
-    return 2 * itemsize * (signal + kernel)
+    return itemsize * (signal + kernel)
 
 
 def _split(x, axis: int, count: int, length: int, per: int):

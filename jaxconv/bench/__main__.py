@@ -96,9 +96,12 @@ def _transpose_candidates(layer):
     out = {"lax": lambda x, w: jax.lax.conv_transpose(x, w, *args)}
     for name in ("direct", "subpixel", "xla/subpixel", "auto"):
         out[name] = lambda x, w, name=name: jaxconv.conv_transpose(x, w, *args, algorithm=name)
-    from jaxconv._transpose import _auto
+    from jaxconv._transpose import auto_choice, transpose_pads
 
-    out["auto:" + _auto(layer.w[:-2], layer.strides, (1,) * len(layer.strides))] = out.pop("auto")
+    ones = (1,) * len(layer.strides)
+    pads = transpose_pads(layer.w[:-2], layer.strides, layer.padding, False, "bench")
+    chosen = auto_choice(layer.x, layer.w, layer.strides, pads, ones, "float32")
+    out["auto:" + chosen] = out.pop("auto")
     return out
 
 

@@ -1,0 +1,151 @@
+"""Running an algorithm in sequential pieces, so its workspace fits the memory budget.
+
+An algorithm with a large workspace (Winograd's transformed tiles, FFT spectra,
+a padded copy of the input) holds it for the whole problem at once. Cut the output
+into `count` equal pieces along one axis, run the algorithm on one piece at a time
+in a `fori_loop`, and write each result into the output in place
+(`dynamic_update_slice`): the workspace shrinks about `count`-fold, and neither the
+inputs nor the output are copied whole. The pieces are
+  - "rows": rows of the output's first spatial axis, each reading its window of
+    input rows (the padding zero-filled in the window, so no padded copy);
+  - "groups": whole groups (channel slices of the input, kernel and output);
+  - "batch": images.
+Which axis, and how many pieces, `_memory.fit_chunks` decides.
+
+Only the primal runs in pieces. The tangents (and so, by transposition, the
+gradients) are the algorithm's own JVP on the whole arrays, so the backward pass
+runs as fast as without chunking; autodiff through the loop measured 10-40x slower.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxconv._typing import ConvParams
+
+
+class Chunks(NamedTuple):
+    """Run in `count` sequential slices of `axis`: "batch", "groups" or "rows" (the
+    first spatial axis of the output, each slice reading its window of input rows)."""
+
+    axis: str
+    count: int
+
+
+def slice_taker(axis: int, count: int):
+    """Piece i of `count` equal slices along `axis`."""
+
+    def take(a, i):
+        size = a.shape[axis] // count
+        return lax.dynamic_slice_in_dim(a, i * size, size, axis=axis)
+
+    return take
+
+
+def row_taker(axis: int, rows: int, stride: int, span: int, pad_lo: int):
+    """The input rows output rows [i*rows, (i+1)*rows) read along `axis`: a window of
+    (rows - 1) * stride + span rows from i*rows*stride - pad_lo, zero outside the
+    input. Padding that way leaves no padded copy of the whole input."""
+    length = (rows - 1) * stride + span
+
+    def take(a, i):
+        index = i * rows * stride - pad_lo + jnp.arange(length)
+        inside = (index >= 0) & (index < a.shape[axis])
+        piece = jnp.take(a, jnp.clip(index, 0, a.shape[axis] - 1), axis=axis)
+        shape = [1] * a.ndim
+        shape[axis] = length
+        return jnp.where(inside.reshape(shape), piece, jnp.zeros((), a.dtype))
+
+    return take
+
+
+def chunked(f, count: int, take_x, take_w, out_axis: int, whole):
+    """`f(x, w) -> out` run on `count` pieces in sequence: `f(take_x(x, i), take_w(w, i))`
+    (take_w None: w whole) is piece i of the output along `out_axis`.
+
+    `whole(x, w)` computes the same on whole arrays; forward and reverse mode use its
+    JVP (a custom_jvp, so jvp keeps working).
+    """
+
+    @jax.custom_jvp
+    def run(x, w):
+        return _loop(f, x, w, count, take_x, take_w, out_axis)
+
+    @functools.partial(run.defjvp, symbolic_zeros=True)
+    def _jvp(primals, tangents):
+        (x, w), (dx, dw) = primals, tangents
+        out = run(x, w)
+        zero_x = type(dx) is jax.custom_derivatives.SymbolicZero
+        zero_w = type(dw) is jax.custom_derivatives.SymbolicZero
+        if zero_x and zero_w:
+            return out, jnp.zeros_like(out)
+        if zero_x:
+            _, tan = jax.jvp(lambda w: whole(x, w), (w,), (dw,))
+        elif zero_w:
+            _, tan = jax.jvp(lambda x: whole(x, w), (x,), (dx,))
+        else:
+            _, tan = jax.jvp(whole, (x, w), (dx, dw))
+        return out, tan
+
+    return run
+
+
+def _loop(f, x, w, count: int, take_x, take_w, out_axis: int):
+    def pieces(i):
+        return take_x(x, i), (w if take_w is None else take_w(w, i))
+
+    # Pieces of the caller's arrays, not of reshaped views: XLA copies a reshaped
+    # parameter before a loop, which would cost a whole input of memory.
+    first = jax.eval_shape(f, *pieces(0))
+    shape = list(first.shape)
+    shape[out_axis] *= count
+    out = jnp.zeros(shape, first.dtype)
+
+    def body(i, out):
+        res = f(*pieces(i))
+        return lax.dynamic_update_slice_in_dim(out, res, i * res.shape[out_axis], axis=out_axis)
+
+    return lax.fori_loop(0, count, body, out)
+
+
+def row_params(p: ConvParams) -> ConvParams:
+    """The params of a "rows" piece: its window already holds the first axis's padding."""
+    return dataclasses.replace(p, pads=((0, 0), *p.pads[1:]))
+
+
+def chunked_algorithm(fn, chunks: Chunks):
+    """Algorithm `fn` (canonical x (N, *S, G, Ig), w (*K, Ig, G, Og) -> (N, *O, G, Og))
+    run in `chunks`, with the same signature."""
+    if chunks.count == 1:
+        return fn
+
+    def run(x, w, p):
+        if chunks.axis == "batch":
+            takers = slice_taker(0, chunks.count), None, 0
+        elif chunks.axis == "groups":
+            takers = slice_taker(x.ndim - 2, chunks.count), slice_taker(w.ndim - 2, chunks.count)
+            takers = (*takers, x.ndim - 2)
+        else:
+            takers = row_taker(1, *row_geometry(x.shape[1], w.shape[0], p, chunks.count)), None, 1
+        piece_p = row_params(p) if chunks.axis == "rows" else p
+        return chunked(
+            lambda x, w: fn(x, w, piece_p), chunks.count, *takers, lambda x, w: fn(x, w, p)
+        )(x, w)
+
+    return run
+
+
+def row_geometry(size: int, kernel: int, p: ConvParams, count: int):
+    """(rows per piece, stride, span, pad_lo) of "rows" chunks on the first spatial
+    axis: `size` input rows, a `kernel`-tap kernel."""
+    (lo, hi), stride, dilation = p.pads[0], p.strides[0], p.rhs_dilation[0]
+    span = (kernel - 1) * dilation + 1
+    out_rows = (size + lo + hi - span) // stride + 1
+    assert out_rows % count == 0, (out_rows, count)  # fit_chunks picks divisors
+    return out_rows // count, stride, span, lo

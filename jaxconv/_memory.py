@@ -1,0 +1,257 @@
+"""The memory budget: each algorithm's forward workspace, and the chunks that fit it.
+
+"auto" keeps a convolution's forward peak, its arguments and output plus the
+scratch its algorithm holds, within MEMORY_BUDGET times lax's, whose CPU conv
+holds no scratch XLA can see (`Compiled.memory_analysis()`). The estimates below
+are pure shape arithmetic; tests/test_memory.py checks them against
+`memory_analysis()`. An algorithm over budget runs in sequential pieces of the
+output rows, the groups or the batch (`_chunk`), each holding its share of the
+workspace; where no piece size fits, "auto" takes another algorithm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from jaxconv._algorithms import Problem
+from jaxconv._chunk import Chunks, row_geometry, row_params
+from jaxconv._padding import dilate_dim
+
+MEMORY_BUDGET = 1.5
+"""Default forward peak memory of "auto" relative to lax's on the same layer."""
+
+_BUDGET = [MEMORY_BUDGET]
+
+
+def memory_budget() -> float:
+    """The forward peak memory "auto" allows itself, as a multiple of lax's."""
+    return _BUDGET[0]
+
+
+def set_memory_budget(ratio: float = MEMORY_BUDGET) -> None:
+    """Let "auto" use up to `ratio` times lax's forward peak memory (default 1.5).
+
+    The peak counts the arguments, the output and the algorithm's workspace. A larger
+    ratio runs fast algorithms whole or in fewer chunks (Winograd on more ResNet
+    layers); 1.0 allows no workspace at all. It applies to convolutions traced after
+    the call: a function jitted before keeps its choice.
+
+    Example:
+      >>> jaxconv.set_memory_budget(3.0)
+      >>> jaxconv.set_memory_budget()  # back to 1.5
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 1:
+        raise ValueError(f"set_memory_budget: `ratio` (={ratio!r}) must be a number >= 1.")
+    _BUDGET[0] = float(ratio)
+
+
+def io_bytes(problem: Problem) -> int:
+    """Bytes of the arguments and output: lax's whole forward peak."""
+    n, groups, og = problem.x_shape[0], problem.groups, problem.w_shape[-1]
+    out = n * math.prod(problem.out_spatial) * groups * og
+    elements = math.prod(problem.x_shape) + math.prod(problem.w_shape) + out
+    return elements * np.dtype(problem.dtype).itemsize
+
+
+def compute_itemsize(problem: Problem) -> int:
+    """Bytes per element of computed workspaces: 16-bit inputs are computed in float32."""
+    return max(np.dtype(problem.dtype).itemsize, 4)
+
+
+def padded_bytes(problem: Problem) -> int:
+    """Bytes of the padded (and lhs-dilated) input copy; 0 when nothing is padded."""
+    p = problem.params
+    if all(lo == hi == 0 for lo, hi in p.pads) and all(d == 1 for d in p.lhs_dilation):
+        return 0
+    spatial = [
+        dilate_dim(s, d) + lo + hi
+        for s, d, (lo, hi) in zip(problem.x_shape[1:-2], p.lhs_dilation, p.pads)
+    ]
+    return (
+        problem.x_shape[0]
+        * math.prod(spatial)
+        * math.prod(problem.x_shape[-2:])
+        * np.dtype(problem.dtype).itemsize
+    )
+
+
+def fft_shapes(problem: Problem):
+    """(x_shape, dilated w_shape, padded spatial) as the FFT algorithm sees them."""
+    padded = [
+        s * d + lo + hi
+        for s, d, (lo, hi) in zip(
+            problem.x_shape[1:-2], problem.params.lhs_dilation, problem.params.pads
+        )
+    ]
+    dilated = tuple(dilate_dim(k, d) for k, d in zip(problem.kernel, problem.params.rhs_dilation))
+    return problem.x_shape, dilated + problem.w_shape[-3:], padded  # w: (*Kd, Ig, G, Og)
+
+
+WINOGRAD_TILE = {"winograd4": 4, "winograd": 2}
+"""Output tile size m of each Winograd algorithm, F(m, 3)."""
+
+
+def winograd_tiles(problem: Problem, m: int) -> int:
+    """Output tiles of m^n across the batch: the rows of each of Winograd's GEMMs."""
+    return problem.x_shape[0] * math.prod(-(-o // m) for o in problem.out_spatial)
+
+
+def workspace_bytes(problem: Problem, name: str) -> int:
+    """Scratch bytes the forward of algorithm `name` holds at once (an estimate)."""
+    from jaxconv._algorithms.fft import fft_workspace_bytes
+    from jaxconv._algorithms.im2col import im2col_workspace_bytes
+    from jaxconv._algorithms.xla2d import FOLD_MAX_CHANNELS
+
+    name = name.split("/")[0]  # a composite's forward is its first algorithm
+    p, x_shape, w_shape = problem.params, problem.x_shape, problem.w_shape
+    itemsize = np.dtype(problem.dtype).itemsize
+    out_bytes = x_shape[0] * math.prod(problem.out_spatial) * x_shape[-2] * w_shape[-1] * itemsize
+    if name == "xla":
+        return 0
+    if name == "direct":  # padded input; with Ig > 1, one GEMM output per tap
+        taps = math.prod(problem.kernel)
+        return padded_bytes(problem) + (taps * out_bytes if x_shape[-1] > 1 else 0)
+    if name == "depthwise":  # padded input, except strided kernels of up to 9 taps
+        from jaxconv._algorithms.depthwise import PER_TAP_PAD_MAX_TAPS
+
+        per_tap = (
+            any(s > 1 for s in p.strides)
+            and all(d == 1 for d in p.lhs_dilation)
+            and math.prod(problem.kernel) <= PER_TAP_PAD_MAX_TAPS
+        )
+        return 0 if per_tap else padded_bytes(problem)
+    if name == "im2col":  # padded input; the patches, gathered then laid out for the GEMM
+        patches = im2col_workspace_bytes(x_shape, w_shape, problem.out_spatial, itemsize)
+        return padded_bytes(problem) + 2 * patches
+    if name == "pointwise":  # 1x1 stride 1 is a plain GEMM; else the gathered windows
+        if all(k == 1 for k in problem.kernel) and all(s == 1 for s in p.strides):
+            return 0
+        windows = x_shape[0] * math.prod(problem.out_spatial) * math.prod(problem.kernel)
+        return padded_bytes(problem) + windows * math.prod(x_shape[-2:]) * itemsize
+    if name == "fft":
+        return fft_workspace_bytes(*fft_shapes(problem), compute_itemsize(problem))
+    if name in WINOGRAD_TILE:
+        m = WINOGRAD_TILE[name]
+        positions = (m + 2) ** len(problem.kernel)
+        groups, ig, og = problem.groups, x_shape[-1], w_shape[-1]
+        tiles = winograd_tiles(problem, m)
+        return compute_itemsize(problem) * positions * groups * (tiles * (ig + og) + ig * og)
+    if name == "xla2d":  # input padded on the leading axes (XLA pads the last two),
+        # then the folded taps, or one tap's window and two partial sums; the kernel taps
+        lead = [
+            dilate_dim(s, d) + lo + hi
+            for s, d, (lo, hi) in zip(x_shape[1:-4], p.lhs_dilation[:-2], p.pads[:-2])
+        ]
+        planes = math.prod(x_shape[-4:]) * x_shape[0] * itemsize
+        padded = 0 if tuple(lead) == x_shape[1:-4] else math.prod(lead) * planes
+        kernel = math.prod(w_shape) * itemsize  # each tap's kernel is sliced out (copied)
+        if x_shape[-1] < FOLD_MAX_CHANNELS:
+            return padded + math.prod(problem.kernel[:-2]) * math.prod(lead) * planes + kernel
+        window = math.prod(problem.out_spatial[:-2]) * planes
+        return padded + window + 2 * out_bytes + kernel
+    raise ValueError(f"no workspace estimate for algorithm {name!r}")
+
+
+BACKWARD_WORKSPACE_FACTOR = 4
+BACKWARD_WORKSPACE_BYTES = 256 * 2**20
+"""Gradients run whole: FFT gradients (as in "xla/fft") may hold spectra of up to this
+many times the input plus output, or this many bytes, whichever is larger."""
+
+
+def backward_fft_fits(problem: Problem) -> bool:
+    """Whether FFT gradients fit the backward workspace allowance."""
+    kernel = math.prod(problem.w_shape) * np.dtype(problem.dtype).itemsize
+    signals = io_bytes(problem) - kernel
+    allowed = max(BACKWARD_WORKSPACE_FACTOR * signals, BACKWARD_WORKSPACE_BYTES)
+    return workspace_bytes(problem, "fft") <= allowed
+
+
+def subpixel_fits(x_shape, w_shape, out_spatial, itemsize: int) -> bool:
+    """Whether a transposed conv's subpixel phases fit the memory budget: x (N, *S, I),
+    w (*K, I, O); the phase outputs and their interleaving hold about two outputs."""
+    out = x_shape[0] * math.prod(out_spatial) * w_shape[-1] * itemsize
+    io = (math.prod(x_shape) + math.prod(w_shape)) * itemsize + out
+    return 2 * out <= (memory_budget() - 1) * io
+
+
+def sliced(problem: Problem, axis: str, count: int) -> Problem:
+    """The problem one of `count` pieces of the batch, the groups or the output rows
+    (the first spatial axis, each piece reading its window of input rows) poses."""
+    x, w, out = list(problem.x_shape), list(problem.w_shape), list(problem.out_spatial)
+    params = problem.params
+    if axis == "batch":
+        x[0] //= count
+    elif axis == "groups":
+        x[-2] //= count
+        w[-2] //= count
+    else:
+        rows, stride, span, _ = row_geometry(x[1], w[0], params, count)
+        x[1], out[0] = (rows - 1) * stride + span, rows
+        params = row_params(params)
+    return dataclasses.replace(
+        problem, x_shape=tuple(x), w_shape=tuple(w), out_spatial=tuple(out), params=params
+    )
+
+
+def chunk_extents(problem: Problem, name: str) -> list[tuple[str, int]]:
+    """(axis, length) that chunks of algorithm `name` may cut, in order of preference.
+
+    Output rows come first: they leave a batch-sharded input whole, where cutting
+    the batch in a loop would gather it on every device. The FFT cuts whole groups
+    first (its transforms are per channel anyway); the depthwise fold cuts them last
+    (narrow channel slices measured 2-5x slower than rows or batch pieces, though
+    still far ahead of XLA's grouped conv).
+    """
+    p = problem.params
+    rows = ("rows", problem.out_spatial[0] if p.lhs_dilation[0] == 1 else 1)
+    groups, batch = ("groups", problem.groups), ("batch", problem.x_shape[0])
+    name = name.split("/")[0]
+    if name == "fft":
+        return [groups, rows, batch]
+    if name == "depthwise":
+        return [rows, batch, groups]
+    return [rows, groups, batch]
+
+
+def fit_chunks(problem: Problem, name: str, budget: float | None = None) -> Chunks | None:
+    """The fewest sequential chunks in which `name`'s workspace fits `budget`, or None.
+
+    The budget allows workspace up to (budget - 1) times lax's peak (arguments and
+    output). Chunks cut one axis of `chunk_extents` into equal pieces, so their
+    count divides its length.
+    """
+    allowed = ((budget or memory_budget()) - 1) * io_bytes(problem)
+    if workspace_bytes(problem, name) <= allowed:
+        return Chunks("batch", 1)
+    for axis, extent in chunk_extents(problem, name):
+        for k in range(2, extent + 1):
+            if extent % k or not _piece_ok(sliced(problem, axis, k), name):
+                continue
+            if _chunk_bytes(problem, name, axis, k) <= allowed:
+                return Chunks(axis, k)
+    return None
+
+
+WINOGRAD_MIN_PIECE_TILES = 64
+
+
+def _piece_ok(piece: Problem, name: str) -> bool:
+    """Whether a piece is still large enough to run well: Winograd needs at least
+    max(64, Og) tiles per GEMM (VGG conv3_3 in pieces of 56 2x2 tiles: 0.9x lax)."""
+    if name in WINOGRAD_TILE:
+        tiles = winograd_tiles(piece, WINOGRAD_TILE[name])
+        return tiles >= max(WINOGRAD_MIN_PIECE_TILES, piece.w_shape[-1])
+    return True
+
+
+def _chunk_bytes(problem: Problem, name: str, axis: str, k: int) -> int:
+    """Workspace of one of k chunks, plus its result before it is written in place and,
+    but for batch chunks, its input (a strided slice or a window of rows is copied)."""
+    piece = sliced(problem, axis, k)
+    copies = io_bytes(piece) - math.prod(piece.w_shape) * np.dtype(problem.dtype).itemsize
+    if axis == "batch":
+        copies -= math.prod(piece.x_shape) * np.dtype(problem.dtype).itemsize
+    return workspace_bytes(piece, name) + copies
