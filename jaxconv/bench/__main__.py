@@ -59,7 +59,7 @@ def _candidates(layer):
     w = jax.ShapeDtypeStruct(layer.w, jnp.float32)
     out = {"lax": lambda x, w: jax.lax.conv_general_dilated(x, w, *args)}
     taps = math.prod(layer.w[:-2])
-    names = [n for n in jaxconv.candidate_algorithms(x, w, *args) if n != "xla"]
+    names = [n for n in _whole_candidates(x, w, args) if n != "xla"]
     for name in [*names, "auto"]:
         if taps > 49 and any(part in SLOW_FOR_LARGE_KERNELS for part in name.split("/")):
             continue
@@ -84,6 +84,26 @@ def _pool_candidates(layer):
         "direct": lambda x, w: ours(x, *args, algorithm="direct"),
         "auto": lambda x, w: ours(x, *args),
     }
+
+
+BENCH_WORKSPACE_FACTOR = 4
+BENCH_WORKSPACE_BYTES = 256 * 2**20
+
+
+def _whole_candidates(x, w, args) -> list[str]:
+    """Algorithms that can run the layer whole, as a named algorithm runs, with a forward
+    workspace of at most BENCH_WORKSPACE_FACTOR times lax's peak or BENCH_WORKSPACE_BYTES,
+    whichever is larger. ("auto" stays within the memory budget, in pieces if need be.)"""
+    from jaxconv import _conv, _memory
+    from jaxconv._algorithms import REGISTRY
+
+    _, problem = _conv._plan(x, w, *args, 1, None, None, "xla", "bench")
+    allowed = max(BENCH_WORKSPACE_FACTOR * _memory.io_bytes(problem), BENCH_WORKSPACE_BYTES)
+    return [
+        name
+        for name, info in REGISTRY.items()
+        if info.supports(problem) is None and _memory.workspace_bytes(problem, name) <= allowed
+    ]
 
 
 def _transpose_candidates(layer):
