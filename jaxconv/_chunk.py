@@ -60,7 +60,8 @@ def row_taker(axis: int, rows: int, stride: int, span: int, pad_lo: int):
         piece = jnp.take(a, jnp.clip(index, 0, a.shape[axis] - 1), axis=axis)
         shape = [1] * a.ndim
         shape[axis] = length
-        return jnp.where(inside.reshape(shape), piece, jnp.zeros((), a.dtype))
+        mask = inside.reshape(shape)  # (1, .., L, .., 1): L window rows on `axis`
+        return jnp.where(mask, piece, jnp.zeros((), a.dtype))
 
     return take
 
