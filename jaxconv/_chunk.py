@@ -120,6 +120,24 @@ def row_params(p: ConvParams) -> ConvParams:
     return dataclasses.replace(p, pads=((0, 0), *p.pads[1:]))
 
 
+def piece_plan(chunks: Chunks, x, w, p: ConvParams, x_axes, w_axes, out_axes):
+    """(take_x, take_w, output axis, params of a piece) for running in `chunks`.
+
+    x_axes and out_axes give the (batch, channel, first spatial) axes of x and of the
+    output, w_axes the (first spatial, output feature) axes of w, in whatever layout
+    the arrays are in. Group pieces are channel slices of x, w's output features and
+    the output (whole groups, as channels are group-major).
+    """
+    count = chunks.count
+    if chunks.axis == "batch":
+        return slice_taker(x_axes[0], count), None, out_axes[0], p
+    if chunks.axis == "groups":
+        take_w = slice_taker(w_axes[1], count)
+        return slice_taker(x_axes[1], count), take_w, out_axes[1], p
+    geometry = row_geometry(x.shape[x_axes[2]], w.shape[w_axes[0]], p, count)
+    return row_taker(x_axes[2], *geometry), None, out_axes[2], row_params(p)
+
+
 def chunked_algorithm(fn, chunks: Chunks):
     """Algorithm `fn` (canonical x (N, *S, G, Ig), w (*K, Ig, G, Og) -> (N, *O, G, Og))
     run in `chunks`, with the same signature."""
@@ -127,16 +145,17 @@ def chunked_algorithm(fn, chunks: Chunks):
         return fn
 
     def run(x, w, p):
-        if chunks.axis == "batch":
-            takers = slice_taker(0, chunks.count), None, 0
-        elif chunks.axis == "groups":
-            takers = slice_taker(x.ndim - 2, chunks.count), slice_taker(w.ndim - 2, chunks.count)
-            takers = (*takers, x.ndim - 2)
-        else:
-            takers = row_taker(1, *row_geometry(x.shape[1], w.shape[0], p, chunks.count)), None, 1
-        piece_p = row_params(p) if chunks.axis == "rows" else p
+        g = x.ndim - 2  # the group axis of x and of the output; w's is w.ndim - 2
+        take_x, take_w, axis, piece_p = piece_plan(
+            chunks, x, w, p, (0, g, 1), (0, w.ndim - 2), (0, g, 1)
+        )
         return chunked(
-            lambda x, w: fn(x, w, piece_p), chunks.count, *takers, lambda x, w: fn(x, w, p)
+            lambda x, w: fn(x, w, piece_p),
+            chunks.count,
+            take_x,
+            take_w,
+            axis,
+            lambda x, w: fn(x, w, p),
         )(x, w)
 
     return run

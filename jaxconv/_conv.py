@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from jaxconv._algorithms import REGISTRY, Problem
-from jaxconv._chunk import Chunks, chunked, row_geometry, row_params, row_taker, slice_taker
+from jaxconv._chunk import Chunks, chunked, piece_plan
 from jaxconv._layout import Layout, resolve_layout, transpose
 from jaxconv._padding import dilate_dim, int_tuple, resolve_padding, window_output_shape
 from jaxconv._select import choose, chunks_for
@@ -126,24 +126,20 @@ def _run(lhs, rhs, plan: _Plan):
         return jnp.zeros(plan.out_shape, plan.params.out_dtype)
     if plan.chunks.count == 1:
         return _canonical_call(lhs, rhs, plan, plan.groups)
-    # Pieces of the caller's arrays (batch_groups is 1 here): of the batch; of whole
-    # groups (channel slices of lhs, of rhs's output features and of the output); or of
-    # the output's first spatial axis, each reading its window of input rows.
-    layout, count, groups, piece = plan.layout, plan.chunks.count, plan.groups, plan
-    lhs_axis, out_axis = layout.lhs_to_canon, layout.canon_to_out.index
-    take_w = None
-    if plan.chunks.axis == "batch":
-        take_x, axis = slice_taker(lhs_axis[0], count), out_axis(0)
-    elif plan.chunks.axis == "groups":
-        take_x, axis = slice_taker(lhs_axis[-1], count), out_axis(len(lhs_axis) - 1)
-        take_w = slice_taker(layout.rhs_to_canon[-1], count)
-        groups //= count
-    else:
-        geometry = row_geometry(
-            lhs.shape[lhs_axis[1]], rhs.shape[layout.rhs_to_canon[0]], plan.params, count
-        )
-        take_x, axis = row_taker(lhs_axis[1], *geometry), out_axis(1)
-        piece = dataclasses.replace(plan, params=row_params(plan.params))
+    # Pieces of the caller's arrays (batch_groups is 1 here), not of canonical views.
+    layout, count = plan.layout, plan.chunks.count
+    out_c = len(layout.canon_to_out) - 1
+    take_x, take_w, axis, params = piece_plan(
+        plan.chunks,
+        lhs,
+        rhs,
+        plan.params,
+        (layout.lhs_to_canon[0], layout.lhs_to_canon[-1], layout.lhs_to_canon[1]),
+        (layout.rhs_to_canon[0], layout.rhs_to_canon[-1]),
+        tuple(layout.canon_to_out.index(i) for i in (0, out_c, 1)),
+    )
+    piece = dataclasses.replace(plan, params=params)
+    groups = plan.groups // count if plan.chunks.axis == "groups" else plan.groups
     run = chunked(
         lambda x, w: _canonical_call(x, w, piece, groups),
         count,

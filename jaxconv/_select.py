@@ -82,11 +82,7 @@ def _resolve(requested: str, problem: Problem, op: str) -> str:
 def tuning_candidates(problem: Problem) -> list[str]:
     """Algorithms that can run `problem` within the memory budget, in chunks where
     needed (for autotuning)."""
-    return [
-        name
-        for name, info in REGISTRY.items()
-        if info.supports(problem) is None and fit_chunks(problem, name) is not None
-    ]
+    return [name for name in REGISTRY if _fits(problem, name)]
 
 
 def chunks_for(requested: str, problem: Problem, name: str) -> Chunks:
