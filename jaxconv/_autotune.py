@@ -221,7 +221,7 @@ def tuned_choice(problem, candidates, settings: _Settings) -> str:
     w = rng.standard_normal(problem.w_shape).astype(dtype)  # an outer jit is tracing
     times = {  # each as "auto" would run it: in chunks where the memory budget needs them
         name: time_candidate(
-            chunked_algorithm(REGISTRY[name].fn, fit_chunks(problem, name)),
+            chunked_algorithm(REGISTRY[name], fit_chunks(problem, name)),
             x,
             w,
             problem.params,

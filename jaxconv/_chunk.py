@@ -138,9 +138,10 @@ def piece_plan(chunks: Chunks, x, w, p: ConvParams, x_axes, w_axes, out_axes):
     return row_taker(x_axes[2], *geometry), None, out_axes[2], row_params(p)
 
 
-def chunked_algorithm(fn, chunks: Chunks):
-    """Algorithm `fn` (canonical x (N, *S, G, Ig), w (*K, Ig, G, Og) -> (N, *O, G, Og))
-    run in `chunks`, with the same signature."""
+def chunked_algorithm(info, chunks: Chunks):
+    """The algorithm of `info` (an `AlgorithmInfo`: canonical x (N, *S, G, Ig),
+    w (*K, Ig, G, Og) -> (N, *O, G, Og)) run in `chunks`, with the same signature."""
+    fn = info.fn
     if chunks.count == 1:
         return fn
 
@@ -150,7 +151,7 @@ def chunked_algorithm(fn, chunks: Chunks):
             chunks, x, w, p, (0, g, 1), (0, w.ndim - 2), (0, g, 1)
         )
         return chunked(
-            lambda x, w: fn(x, w, piece_p),
+            lambda x, w: info.in_pieces(x, w, piece_p),
             chunks.count,
             take_x,
             take_w,

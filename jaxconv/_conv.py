@@ -141,7 +141,7 @@ def _run(lhs, rhs, plan: _Plan):
     piece = dataclasses.replace(plan, params=params)
     groups = plan.groups // count if plan.chunks.axis == "groups" else plan.groups
     run = chunked(
-        lambda x, w: _canonical_call(x, w, piece, groups),
+        lambda x, w: _canonical_call(x, w, piece, groups, REGISTRY[plan.algorithm].in_pieces),
         count,
         take_x,
         take_w,
@@ -151,8 +151,9 @@ def _run(lhs, rhs, plan: _Plan):
     return run(lhs, rhs)
 
 
-def _canonical_call(lhs, rhs, plan: _Plan, g: int):
-    """Into the canonical layout, the algorithm (`g` groups), and back to the caller's."""
+def _canonical_call(lhs, rhs, plan: _Plan, g: int, fn=None):
+    """Into the canonical layout, the algorithm (`g` groups; `fn`, default the
+    registry's), and back to the caller's."""
     x = transpose(lhs, plan.layout.lhs_to_canon)  # (N, *S, C)
     w = transpose(rhs, plan.layout.rhs_to_canon)  # (*K, I, O)
     if plan.batch_groups > 1:
@@ -161,7 +162,7 @@ def _canonical_call(lhs, rhs, plan: _Plan, g: int):
     else:
         x = x.reshape(*x.shape[:-1], g, x.shape[-1] // g)  # (N, *S, G, Ig)
     w = w.reshape(*w.shape[:-1], g, w.shape[-1] // g)  # (*K, Ig, G, Og)
-    out = REGISTRY[plan.algorithm].fn(x, w, plan.params)  # (N, *O, G, Og)
+    out = (fn or REGISTRY[plan.algorithm].fn)(x, w, plan.params)  # (N, *O, G, Og)
     out = out.reshape(*out.shape[:-2], -1)  # (N, *O, G*Og)
     return transpose(out, plan.layout.canon_to_out)
 

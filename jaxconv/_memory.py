@@ -99,8 +99,9 @@ def winograd_tiles(problem: Problem, m: int) -> int:
     return problem.x_shape[0] * math.prod(-(-o // m) for o in problem.out_spatial)
 
 
-def workspace_bytes(problem: Problem, name: str) -> int:
-    """Scratch bytes the forward of algorithm `name` holds at once (an estimate)."""
+def workspace_bytes(problem: Problem, name: str, piece: bool = False) -> int:
+    """Scratch bytes the forward of algorithm `name` holds at once (an estimate); with
+    `piece`, as it runs on a piece of chunked execution (`AlgorithmInfo.in_pieces`)."""
     from jaxconv._algorithms.fft import fft_workspace_bytes
     from jaxconv._algorithms.im2col import im2col_workspace_bytes
     from jaxconv._algorithms.xla2d import FOLD_MAX_CHANNELS
@@ -114,9 +115,13 @@ def workspace_bytes(problem: Problem, name: str) -> int:
     if name == "direct":  # padded input; with Ig > 1, one GEMM output per tap
         taps = math.prod(problem.kernel)
         return padded_bytes(problem) + (taps * out_bytes if x_shape[-1] > 1 else 0)
-    if name == "depthwise":  # padded input, except strided kernels of up to 9 taps
-        from jaxconv._algorithms.depthwise import PER_TAP_PAD_MAX_TAPS
+    if name == "depthwise":  # stride 1: border bands, else padded input, except strided
+        # kernels of up to 9 taps
+        from jaxconv._algorithms.depthwise import PER_TAP_PAD_MAX_TAPS, split_band_elements
 
+        bands = None if piece else split_band_elements(x_shape[1:-2], problem.kernel, p)
+        if bands is not None:
+            return bands * x_shape[0] * math.prod(x_shape[-2:]) * itemsize
         per_tap = (
             any(s > 1 for s in p.strides)
             and all(d == 1 for d in p.lhs_dilation)
@@ -254,4 +259,4 @@ def _chunk_bytes(problem: Problem, name: str, axis: str, k: int) -> int:
     copies = io_bytes(piece) - math.prod(piece.w_shape) * np.dtype(problem.dtype).itemsize
     if axis == "batch":
         copies -= math.prod(piece.x_shape) * np.dtype(problem.dtype).itemsize
-    return workspace_bytes(piece, name) + copies
+    return workspace_bytes(piece, name, piece=True) + copies

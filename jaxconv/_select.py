@@ -116,7 +116,9 @@ def auto_rule(problem: Problem) -> str:
       2. depthwise (one input channel per group, several groups) -> "depthwise":
          XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
       3. windows that do not overlap (1x1 kernels; patch embeddings such as 16x16/16)
-         -> "pointwise": one GEMM, about 1.5-2x faster than XLA's emitter.
+         -> "pointwise": one GEMM, about 1.5-2x faster than XLA's emitter. Patches of 8
+         or more input channels get "xla/pointwise" (XLA's forward, the GEMM's
+         gradients): their relayout made wav2vec2's k2/2 512->512 0.76-0.96x forward.
       4. 3-D (and higher) dense convs -> "xla2d": XLA's strong 2-D conv over the last two
          axes, unrolled over the leading taps (forward 1.2-3x, with the backward 3-13x).
          Where its kernel-tap copies and windows do not fit -> "xla/xla2d": XLA's
@@ -132,30 +134,88 @@ def auto_rule(problem: Problem) -> str:
          and fewer channels measured slower than XLA.
       7. anything else, or a choice that does not fit -> "xla": XLA's dense 2-D conv
          reaches 50-80% of the matmul peak and holds no workspace.
-    On GPU/TPU, "xla" (cuDNN / the TPU emitter) everywhere: their dense and
-    grouped convolutions are already fast, and jaxconv has measured no win there yet.
+    On GPU, `_gpu_rule`. On TPU, "xla" everywhere: nothing has been measured there.
     """
+    if problem.backend == "gpu":
+        return _gpu_rule(problem)
     if problem.backend != "cpu":
         return "xla"
     taps = math.prod(problem.kernel)
     large = taps >= FFT_MIN_TAPS or (len(problem.kernel) == 1 and taps >= FFT_MIN_TAPS_1D)
-    stride_one = all(s == 1 for s in problem.params.strides)
-    if large and stride_one and REGISTRY["fft"].supports(problem) is None:
-        from jaxconv._algorithms.fft import kernel_spectra_dominate
-
-        if not kernel_spectra_dominate(*fft_shapes(problem)) and _fits(problem, "fft"):
+    if large and _stride_one(problem):
+        if _fft_fits(problem):
             return "fft"
         dense = REGISTRY["depthwise"].supports(problem) is not None
-        if dense and backward_fft_fits(problem):  # XLA's forward holds no workspace
+        fft_ok = REGISTRY["fft"].supports(problem) is None
+        if dense and fft_ok and backward_fft_fits(problem):  # XLA's forward: no workspace
             return "xla/fft"
-    for name in ("depthwise", "pointwise"):
-        if REGISTRY[name].supports(problem) is None:
-            return name if _fits(problem, name) else "xla"
+    if REGISTRY["depthwise"].supports(problem) is None:
+        return "depthwise" if _fits(problem, "depthwise") else "xla"
+    if REGISTRY["pointwise"].supports(problem) is None:
+        return _pointwise_rule(problem)
     if len(problem.kernel) >= 3:
         return "xla2d" if _fits(problem, "xla2d") else "xla/xla2d"
     if problem.groups * problem.x_shape[-1] == 1 and taps <= FFT_MIN_TAPS_1D:
         return "direct/xla" if _fits(problem, "direct/xla") else "xla"
     return _winograd_rule(problem) or "xla"
+
+
+POINTWISE_MAX_PATCH_CHANNELS = 8
+"""Patches (more than one tap) with this many input channels per group or more take
+"xla/pointwise" on CPU: XLA's conv is weak only on stems of a few channels (ViT,
+ConvNeXt: pointwise 1.1-1.6x), and the space-to-depth copy cost more than it saved on
+wav2vec2's conv6 (k2/2, 512 channels)."""
+
+
+def _pointwise_rule(problem: Problem) -> str:
+    """Non-overlapping windows: "pointwise" for 1x1 kernels and stems of few channels,
+    if it fits, else "xla"; "xla/pointwise" for patches of many channels."""
+    patches = math.prod(problem.kernel) > 1
+    if patches and problem.x_shape[-1] >= POINTWISE_MAX_PATCH_CHANNELS:
+        return "xla/pointwise"
+    return "pointwise" if _fits(problem, "pointwise") else "xla"
+
+
+GPU_FFT_MIN_TAPS = 31 * 31
+"""Depthwise kernels from which "auto" takes the FFT on GPU (measured at 31x31 only)."""
+
+
+def _gpu_rule(problem: Problem) -> str:
+    """On GPU, XLA hands convolutions to cuDNN, which is fast almost everywhere. Measured
+    on one H100 (bench/results/nvidia-h100-80gb-hbm3.md, batch 2-16):
+
+      1. depthwise stride-1 kernels of 31x31 and more -> "fft" if it fits (RepLKNet 31x31
+         14x14x512: forward 2.1x, fwd+bwd 2.0x). Smaller large kernels are unmeasured.
+      2. windows that do not overlap (1x1 kernels, stems of few channels) -> "pointwise":
+         one cuBLAS GEMM, forward 1.1-2.1x and fwd+bwd 1.2-2.2x on all four measured.
+         Patches of many channels are unmeasured there and stay on "xla".
+      3. anything else -> "xla". On dense 3x3 layers direct and Winograd ran 0.4-1.3x
+         forward. On depthwise ones, "depthwise" ran 1.2-1.6x forward but 0.5-1.0x
+         fwd+bwd (ConvNeXt 7x7: 0.7x and 4.8x); at these sizes (0.05-0.3 ms) launch
+         overhead blurs everything by +-25%.
+    """
+    depthwise = REGISTRY["depthwise"].supports(problem) is None
+    large = math.prod(problem.kernel) >= GPU_FFT_MIN_TAPS
+    if depthwise and large and _stride_one(problem) and _fft_fits(problem):
+        return "fft"
+    if _pointwise_rule(problem) == "pointwise":
+        return "pointwise"
+    return "xla"
+
+
+def _stride_one(problem: Problem) -> bool:
+    return all(s == 1 for s in problem.params.strides)
+
+
+def _fft_fits(problem: Problem) -> bool:
+    """The FFT applies, its kernel spectra do not outnumber the signal's, and it fits."""
+    from jaxconv._algorithms.fft import kernel_spectra_dominate
+
+    return (
+        REGISTRY["fft"].supports(problem) is None
+        and not kernel_spectra_dominate(*fft_shapes(problem))
+        and _fits(problem, "fft")
+    )
 
 
 WINOGRAD_MIN_CHANNELS = 64

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -208,14 +209,29 @@ def _auto(kernel, strides, rhs_dilation, fits: bool = True) -> str:
     return "xla/subpixel"
 
 
-def auto_choice(x_shape, w_shape, strides, pads, rhs_dilation, dtype) -> str:
+GPU_SUBPIXEL_MIN_OUTPUT = 3 * 2**20
+"""Output elements from which "auto" takes `xla/subpixel` on GPU (below: "xla")."""
+
+
+def auto_choice(x_shape, w_shape, strides, pads, rhs_dilation, dtype, backend=None) -> str:
     """What "auto" runs for a transposed conv: x (N, *S, I), w (*K, I, O) channels-last,
-    `pads` as `transpose_pads` gives them."""
+    `pads` as `transpose_pads` gives them, on `backend` (default: jax's).
+
+    On CPU, `_auto`. On GPU (one H100, bench/results/nvidia-h100-80gb-hbm3.md), strided
+    layers with outputs of 3M+ elements get `xla/subpixel` (U-Net decoders at batch 8 and
+    DCGAN 128->64 at 16: fwd+bwd 1.6-4.8x, lax's fwd+bwd there took 3-11x its forward);
+    smaller ones get "xla": the phases' extra launches made DCGAN 512->256 and 256->128
+    (1-2M outputs, 0.13 ms) 0.6-0.7x. On TPU, "xla": nothing has been measured there.
+    """
     kernel = tuple(map(dilate_dim, w_shape[:-2], rhs_dilation))
     out_spatial = [
         dilate_dim(size, s) + lo + hi - k + 1
         for size, s, (lo, hi), k in zip(x_shape[1:-1], strides, pads, kernel)
     ]
+    backend = backend or jax.default_backend()
+    if backend != "cpu" and any(s > 1 for s in strides):
+        outputs = x_shape[0] * math.prod(out_spatial) * w_shape[-1]  # N * prod(Out) * O
+        return "xla/subpixel" if backend == "gpu" and outputs >= GPU_SUBPIXEL_MIN_OUTPUT else "xla"
     fits = subpixel_fits(x_shape, w_shape, out_spatial, np.dtype(dtype).itemsize)
     return _auto(w_shape[:-2], strides, rhs_dilation, fits)
 

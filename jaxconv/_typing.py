@@ -25,6 +25,7 @@ Algorithm = Literal[
     "direct/xla",
     "xla/fft",
     "xla/xla2d",
+    "xla/pointwise",
 ]
 """Names accepted by the `algorithm=` argument of every conv function."""
 

@@ -1,5 +1,7 @@
 """conv_general_dilated parity with lax (and a NumPy loop), transforms, errors."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -318,7 +320,11 @@ def test_gradients(algorithm, case):
 
 
 # A kernel shape and group count that each algorithm runs: (HWIO, groups) for 3 channels.
-KERNEL_FOR = {"pointwise": ((1, 2, 3, 4), 1), "depthwise": ((3, 3, 1, 6), 3)}
+KERNEL_FOR = {
+    "pointwise": ((1, 2, 3, 4), 1),
+    "xla/pointwise": ((1, 2, 3, 4), 1),
+    "depthwise": ((3, 3, 1, 6), 3),
+}
 
 
 @pytest.mark.parametrize("algorithm", CONCRETE)
@@ -549,6 +555,72 @@ def test_fft_overlap_save_gradients():
     )(x, w)
     for g, h in zip(got, want):
         assert_close(g, h, scale=100)
+
+
+# ------------------------------------------- depthwise at stride 1: border bands
+
+
+@pytest.mark.parametrize(
+    "xs, ws, padding, rhs_dil",
+    [
+        ((2, 12, 11, 4), (3, 3, 1, 4), "SAME", None),  # bands padded per tap
+        ((1, 24, 22, 3), (5, 5, 1, 6), "SAME", None),  # bands copied; multiplier 2
+        ((1, 12, 12, 2), (3, 3, 1, 2), ((5, 0), (-1, 2)), None),  # pad > K-1, cropping
+        ((1, 40, 29, 2), (5, 5, 1, 2), ((1, 3), (4, 4)), (2, 1)),  # dilated, asymmetric
+        ((1, 9, 10, 2), (1, 5, 1, 2), ((2, 1), (2, 2)), None),  # 1-tap axis, padded
+        ((2, 40, 3), (9, 1, 3), "SAME", None),  # 1-D
+        ((1, 6, 7, 8, 2), (3, 1, 3, 1, 2), "SAME", None),  # 3-D
+        ((1, 5, 12, 2), (7, 3, 1, 2), "SAME", None),  # an axis shorter than its window
+    ],
+)
+def test_depthwise_split_matches_lax(xs, ws, padding, rhs_dil):
+    from jaxconv._algorithms.depthwise import split_band_elements
+    from jaxconv._conv import _plan
+
+    n = len(xs) - 2
+    lhs_t = "N" + "DHW"[-n:] + "C"
+    dn = (lhs_t, lhs_t[1:-1] + "IO", lhs_t)
+    groups = xs[-1]
+    args = ((1,) * n, padding, None, rhs_dil, dn, groups)
+    _, problem = _plan(
+        jax.ShapeDtypeStruct(xs, jnp.float32),
+        jax.ShapeDtypeStruct(ws, jnp.float32),
+        *args,
+        1,
+        None,
+        None,
+        "depthwise",
+        "t",
+    )
+    bands = split_band_elements(problem.x_shape[1:-2], problem.kernel, problem.params)
+    assert (bands is None) == (xs[1] == 5)  # only the last case falls back to the copy
+    x, w = random(xs, seed=50), random(ws, seed=51)
+    got, want = both("depthwise", x, w, *args)
+    assert_close(got, want)
+
+    def f(x, w):
+        return jaxconv.conv_general_dilated(x, w, *args, algorithm="depthwise")
+
+    x64, w64 = x.astype("float64"), w.astype("float64")
+    order = 2 if math.prod(ws[:-2]) <= 9 else 1  # second order through 25+ taps: slow
+    check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
+
+
+def test_depthwise_split_band_elements():
+    """Hand-counted bands: 56x56, 7x7 SAME: two bands of 6+3 rows x 62 padded columns,
+    then two of 56 rows x 6+3 columns."""
+    from jaxconv._algorithms.depthwise import split_band_elements
+    from jaxconv._typing import ConvParams
+
+    def params(pads, strides=(1, 1)):
+        return ConvParams(strides, pads, (1, 1), (1, 1), None, None, np.dtype("float32"))
+
+    same = ((3, 3), (3, 3))
+    assert split_band_elements((56, 56), (7, 7), params(same)) == 2 * 9 * 62 + 2 * 56 * 9
+    assert split_band_elements((56, 56), (3, 3), params(((1, 1), (1, 1)))) == 0  # per tap
+    assert split_band_elements((14, 14), (7, 7), params(same)) is None  # bands > a copy
+    assert split_band_elements((56, 56), (7, 7), params(same, (2, 2))) is None  # strided
+    assert split_band_elements((56, 56), (7, 7), params(((0, 0), (0, 0)))) == 0
 
 
 # ------------------------------------------------------------ xla2d (3-D and up)

@@ -40,9 +40,10 @@ def compiled_memory(fn, *args):
 # with a workspace, cut down to compile quickly.
 LAYERS = [
     ((8, 56, 56, 64), (3, 3, 64, 64), (1, 1), 1, "SAME"),  # winograd4, in batch chunks
-    ((4, 56, 56, 32), (3, 3, 1, 32), (1, 1), 32, "SAME"),  # depthwise, padded copy
+    ((4, 56, 56, 32), (3, 3, 1, 32), (1, 1), 32, "SAME"),  # depthwise, bands padded per tap
+    ((2, 56, 56, 32), (7, 7, 1, 32), (1, 1), 32, "SAME"),  # depthwise, bands copied
     ((4, 28, 28, 64), (5, 5, 1, 64), (2, 2), 64, "SAME"),  # strided depthwise 5x5
-    ((1, 14, 14, 128), (7, 7, 1, 128), (1, 1), 128, "SAME"),  # depthwise, group chunks
+    ((1, 14, 14, 128), (7, 7, 1, 128), (1, 1), 128, "SAME"),  # depthwise copy, group chunks
     ((2, 14, 14, 128), (31, 31, 1, 128), (1, 1), 128, "SAME"),  # fft, group chunks
     ((2, 2048, 32), (128, 1, 32), (1,), 32, "SAME"),  # 1-D fft
     ((2, 112, 112, 3), (16, 16, 3, 192), (16, 16), 1, "VALID"),  # pointwise patches
@@ -219,7 +220,7 @@ def test_chunked_algorithm_on_canonical_arrays(chunks):
         x.reshape(2, 8, 9, 4, 1),
         w.reshape(3, 3, 1, 4, 1),
     )  # (N, H, W, G, 1), (kh, kw, 1, G, 1)
-    fn = chunked_algorithm(REGISTRY["depthwise"].fn, chunks)
+    fn = chunked_algorithm(REGISTRY["depthwise"], chunks)
     got = fn(xc, wc, plan.params).reshape(plan.out_shape)
     want = lax.conv_general_dilated(
         x,

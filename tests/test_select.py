@@ -1,4 +1,6 @@
-"""The "auto" rule: which algorithm each kind of layer gets on CPU (tracing only)."""
+"""The "auto" rule: which algorithm each kind of layer gets on CPU and GPU (tracing only)."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +33,8 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((1, 224, 224, 3), (16, 16, 3, 768), (16, 16), 1, "pointwise"),  # ViT patch embed
         ((1, 64, 64, 3), (16, 16, 3, 8), (16, 16), 1, "pointwise"),  # in chunks of rows
         ((1, 64, 64, 3), (4, 4, 3, 8), (2, 2), 1, "xla"),  # overlapping windows
+        ((4, 99, 512), (2, 512, 512), (2,), 1, "xla/pointwise"),  # wav2vec2 conv6 patches
+        ((4, 56, 56, 64), (1, 1, 64, 8), (2, 2), 1, "pointwise"),  # 1x1/2: no patches
         ((1, 16, 32, 32, 3), (3, 3, 3, 3, 64), (1, 1, 1), 1, "xla2d"),  # video stem
         ((8, 4, 16, 16, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # in 8 chunks
         ((1, 8, 28, 28, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla/xla2d"),  # taps over budget
@@ -54,6 +58,33 @@ def test_auto_rule_on_cpu(xs, ws, strides, groups, want):
     assert want in jaxconv.candidate_algorithms(
         spec(xs), spec(ws), strides, "SAME", None, None, LAYOUT[len(xs)], groups
     )
+
+
+@pytest.mark.parametrize(
+    "xs, ws, strides, groups, want",
+    [
+        ((2, 14, 14, 512), (31, 31, 1, 512), (1, 1), 512, "fft"),  # RepLKNet
+        ((2, 14, 14, 512), (31, 31, 1, 512), (2, 2), 512, "xla"),  # strided
+        ((4, 28, 28, 256), (13, 13, 1, 256), (1, 1), 256, "xla"),  # unmeasured on GPU
+        ((2, 1024, 8), (64, 8, 8), (1,), 1, "xla"),  # dense 1-D: fft on CPU
+        ((8, 56, 56, 64), (1, 1, 64, 256), (1, 1), 1, "pointwise"),
+        ((8, 224, 224, 3), (4, 4, 3, 96), (4, 4), 1, "pointwise"),  # ConvNeXt stem
+        ((4, 99, 512), (2, 512, 512), (2,), 1, "xla"),  # patches of many channels
+        ((8, 56, 56, 32), (3, 3, 1, 32), (1, 1), 32, "xla"),  # depthwise
+        ((8, 56, 56, 64), (3, 3, 64, 64), (1, 1), 1, "xla"),  # winograd4 on CPU
+        ((1, 16, 32, 32, 3), (3, 3, 3, 3, 64), (1, 1, 1), 1, "xla"),  # xla2d on CPU
+        ((1, 1000, 1), (10, 1, 16), (5,), 1, "xla"),  # direct/xla on CPU
+    ],
+)
+def test_auto_rule_on_gpu(xs, ws, strides, groups, want):
+    """The GPU rule, traced on CPU: the problem as the planner builds it, on "gpu"."""
+    from jaxconv._conv import _plan
+    from jaxconv._select import auto_rule
+
+    args = (strides, "SAME", None, None, LAYOUT[len(xs)], groups, 1, None, None, "xla", "t")
+    _, problem = _plan(spec(xs), spec(ws), *args)
+    assert auto_rule(dataclasses.replace(problem, backend="gpu")) == want
+    assert auto_rule(dataclasses.replace(problem, backend="tpu")) == "xla"
 
 
 @pytest.mark.parametrize(

@@ -193,6 +193,25 @@ def test_auto_rule(kernel, strides, dilation, want):
     assert _auto(kernel, strides, dilation) == want
 
 
+@pytest.mark.parametrize(
+    "x_shape, w_shape, strides, backend, want",
+    [
+        ((16, 8, 8, 512), (4, 4, 512, 256), (2, 2), "gpu", "xla"),  # DCGAN: 1M outputs
+        ((16, 32, 32, 128), (4, 4, 128, 64), (2, 2), "gpu", "xla/subpixel"),  # 4M
+        ((8, 56, 56, 128), (2, 2, 128, 64), (2, 2), "gpu", "xla/subpixel"),  # U-Net 2x2/2
+        ((8, 56, 56, 128), (3, 3, 128, 64), (1, 1), "gpu", "direct"),  # stride 1
+        ((8, 56, 56, 128), (2, 2, 128, 64), (2, 2), "tpu", "xla"),
+        ((1, 4, 4, 512), (4, 4, 512, 256), (2, 2), "cpu", "subpixel"),  # fits the budget
+    ],
+)
+def test_auto_choice_per_backend(x_shape, w_shape, strides, backend, want):
+    from jaxconv._transpose import auto_choice, transpose_pads
+
+    pads = transpose_pads(w_shape[:-2], strides, "SAME", False, "t")
+    ones = (1,) * len(strides)
+    assert auto_choice(x_shape, w_shape, strides, pads, ones, "float32", backend) == want
+
+
 def test_xla_subpixel_forward_is_lax_and_backward_skips_the_zeros():
     x, w = random((2, 6, 6, 4), seed=12), random((3, 3, 4, 5), seed=13)
 

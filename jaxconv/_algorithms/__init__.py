@@ -46,10 +46,21 @@ def _always(problem: Problem) -> str | None:
 class AlgorithmInfo:
     fn: Callable
     supports: Callable[[Problem], str | None] = _always
+    # What runs on each piece of chunked execution (`_chunk`), whose input is itself a
+    # computed window or slice; None: `fn`.
+    piece_fn: Callable | None = None
+
+    @property
+    def in_pieces(self) -> Callable:
+        return self.piece_fn or self.fn
 
 
 # Imported after Problem/AlgorithmInfo exist; the modules only need _common.
-from jaxconv._algorithms.depthwise import conv_depthwise, depthwise_unsupported  # noqa: E402
+from jaxconv._algorithms.depthwise import (  # noqa: E402
+    conv_depthwise,
+    conv_depthwise_padded,
+    depthwise_unsupported,
+)
 from jaxconv._algorithms.direct import conv_direct  # noqa: E402
 from jaxconv._algorithms.fft import conv_fft, fft_unsupported  # noqa: E402
 from jaxconv._algorithms.im2col import conv_im2col  # noqa: E402
@@ -102,7 +113,8 @@ REGISTRY: dict[str, AlgorithmInfo] = {
     "direct": AlgorithmInfo(conv_direct),
     "im2col": AlgorithmInfo(conv_im2col),
     "pointwise": AlgorithmInfo(conv_pointwise, pointwise_unsupported),
-    "depthwise": AlgorithmInfo(conv_depthwise, depthwise_unsupported),
+    # Pieces pad a copy: the split's border bands would come on top of the piece's own.
+    "depthwise": AlgorithmInfo(conv_depthwise, depthwise_unsupported, conv_depthwise_padded),
     "fft": AlgorithmInfo(conv_fft, fft_unsupported),
     # Winograd forward; gradients from exact convs (faster than autodiff through the
     # transforms, which measured 0.4-0.9x lax with the backward).
@@ -120,5 +132,8 @@ REGISTRY: dict[str, AlgorithmInfo] = {
     "xla/fft": AlgorithmInfo(with_tangents(conv_xla, conv_fft, "conv_xla_fft"), fft_unsupported),
     "xla/xla2d": AlgorithmInfo(
         with_tangents(conv_xla, conv_xla2d, "conv_xla_xla2d"), xla2d_unsupported
+    ),
+    "xla/pointwise": AlgorithmInfo(
+        with_tangents(conv_xla, conv_pointwise, "conv_xla_pointwise"), pointwise_unsupported
     ),
 }

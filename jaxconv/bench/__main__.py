@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 
 import jax
 import jax.numpy as jnp
@@ -233,7 +234,8 @@ def run_layer(layer, repeats: int, memory: bool = True):
     t_fwd = time_many(fwd_calls, repeats)
     t_bwd = time_many(bwd_calls, repeats)
     for name, (fwd, args) in fwd_calls.items():  # after timing: it compiles again
-        memory_bytes[name] = _memory_bytes(fwd, *args) if memory else None
+        wanted = memory and (name == "lax" or name.startswith("auto"))  # the table's columns
+        memory_bytes[name] = _memory_bytes(fwd, *args) if wanted else None
     rows = {}
     for name in fwd_calls:
         rows[name] = dict(
@@ -268,7 +270,16 @@ def _peak_ratio(row, base) -> str:
     return f"{a:.1f}/{b:.1f} ({a / b:.2f})" if b else f"{a:.1f}/{b:.1f}"
 
 
-def write_report(results, meta, out_dir: str, stem: str):
+def _previous_results(out_dir: str, stem: str) -> list:
+    """The layers an earlier (interrupted) run of this device wrote, for --resume."""
+    path = os.path.join(out_dir, stem + ".json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)["results"]
+
+
+def write_report(results, meta, out_dir: str, stem: str, plot: bool = True):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, stem + ".json"), "w") as f:
         json.dump(dict(meta=meta, results=results), f, indent=1)
@@ -283,6 +294,8 @@ def write_report(results, meta, out_dir: str, stem: str):
         "deviation from 1.00 there shows the noise of this shared machine.",
         "",
         meta.get("peak_note", ""),
+        "",
+        *(f"FAILED: {line}" for line in meta.get("failed", [])),
         "",
         "## Summary: what `auto` picks",
         "",
@@ -328,7 +341,8 @@ def write_report(results, meta, out_dir: str, stem: str):
             )
     with open(os.path.join(out_dir, stem + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    _plot(results, os.path.join(out_dir, stem + ".png"), meta)
+    if plot:
+        _plot(results, os.path.join(out_dir, stem + ".png"), meta)
 
 
 def _plot(results, path, meta):
@@ -377,9 +391,14 @@ def main(argv=None):
         help="suite to run (repeatable); default: all",
     )
     parser.add_argument("--quick", action="store_true", help="a few layers at batch 1 (< 2 min)")
-    parser.add_argument("--backend", default=None, help="jax backend: cpu, gpu, tpu")
+    parser.add_argument("--backend", default=None, help="jax platform: cpu, cuda, rocm, tpu")
     parser.add_argument("--out", default="bench/results", help="output directory")
     parser.add_argument("--repeats", type=int, default=None, help="default 7 (--quick: 3)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the layers already in <out>/<device>.json and run only the rest",
+    )
     args = parser.parse_args(argv)
     if args.backend:
         jax.config.update("jax_platforms", args.backend)
@@ -403,13 +422,21 @@ def main(argv=None):
         quick=args.quick,
         peak_gflops=matmul_peak_gflops(),
     )
-    results = []
-    bar = tqdm(layers, desc="bench", unit="layer")
+    stem = meta["device"] + ("-quick" if args.quick else "")
+    results = _previous_results(args.out, stem) if args.resume else []
+    done = {(r["suite"], r["layer"]) for r in results}
+    bar = tqdm([sl for sl in layers if (sl[0], sl[1].name) not in done], desc="bench", unit="layer")
     for suite, layer in bar:
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{suite}: {layer.name}")
-        rows = run_layer(layer, args.repeats, memory=not args.quick)
-        jax.clear_caches()
+        try:
+            rows = run_layer(layer, args.repeats, memory=not args.quick)
+        except Exception as e:  # report it and go on: one broken layer must not lose a run
+            traceback.print_exc()
+            meta.setdefault("failed", []).append(f"{suite}: {layer.name}: {type(e).__name__}: {e}")
+            continue
+        finally:
+            jax.clear_caches()
         results.append(
             dict(
                 suite=suite,
@@ -420,7 +447,9 @@ def main(argv=None):
                 rows=rows,
             )
         )
-    stem = meta["device"] + ("-quick" if args.quick else "")
+        write_report(results, meta, args.out, stem, plot=False)  # a killed run keeps its layers
+    order = [(suite, layer.name) for suite, layer in select(None, args.quick)]
+    results.sort(key=lambda r: order.index((r["suite"], r["layer"])))  # suite order
     write_report(results, meta, args.out, stem)
     with open(os.path.join(args.out, stem + ".md")) as f:
         print(f.read())
