@@ -601,6 +601,13 @@ def test_depthwise_split_matches_lax(xs, ws, padding, rhs_dil):
     def f(x, w):
         return jaxconv.conv_general_dilated(x, w, *args, algorithm="depthwise")
 
+    xs2 = jnp.stack([x, 2 * x])  # vmap over the batch of calls
+    assert_close(
+        jax.vmap(f, (0, None))(xs2, w),
+        jax.vmap(
+            lambda x, w: lax.conv_general_dilated(x, w, *args, precision="highest"), (0, None)
+        )(xs2, w),
+    )
     x64, w64 = x.astype("float64"), w.astype("float64")
     order = 2 if math.prod(ws[:-2]) <= 9 else 1  # second order through 25+ taps: slow
     check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
