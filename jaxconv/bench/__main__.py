@@ -448,11 +448,13 @@ def main(argv=None):
             )
         )
         write_report(results, meta, args.out, stem, plot=False)  # a killed run keeps its layers
-    order = [(suite, layer.name) for suite, layer in select(None, args.quick)]
-    results.sort(key=lambda r: order.index((r["suite"], r["layer"])))  # suite order
+    order = {(suite, layer.name): i for i, (suite, layer) in enumerate(select(None, args.quick))}
+    results.sort(key=lambda r: order.get((r["suite"], r["layer"]), len(order)))  # suite order
     write_report(results, meta, args.out, stem)
     with open(os.path.join(args.out, stem + ".md")) as f:
         print(f.read())
+    if meta.get("failed"):
+        sys.exit(f"{len(meta['failed'])} layer(s) failed: see FAILED in the table")
 
 
 if __name__ == "__main__":
