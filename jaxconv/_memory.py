@@ -117,17 +117,12 @@ def workspace_bytes(problem: Problem, name: str, piece: bool = False) -> int:
         return padded_bytes(problem) + (taps * out_bytes if x_shape[-1] > 1 else 0)
     if name == "depthwise":  # stride 1: border bands, else padded input, except strided
         # kernels of up to 9 taps
-        from jaxconv._algorithms.depthwise import PER_TAP_PAD_MAX_TAPS, split_band_elements
+        from jaxconv._algorithms.depthwise import pads_per_tap, split_band_elements
 
         bands = None if piece else split_band_elements(x_shape[1:-2], problem.kernel, p)
         if bands is not None:
             return bands * x_shape[0] * math.prod(x_shape[-2:]) * itemsize
-        per_tap = (
-            any(s > 1 for s in p.strides)
-            and all(d == 1 for d in p.lhs_dilation)
-            and math.prod(problem.kernel) <= PER_TAP_PAD_MAX_TAPS
-        )
-        return 0 if per_tap else padded_bytes(problem)
+        return 0 if pads_per_tap(problem.kernel, p) else padded_bytes(problem)
     if name == "im2col":  # padded input; the patches, gathered then laid out for the GEMM
         patches = im2col_workspace_bytes(x_shape, w_shape, problem.out_spatial, itemsize)
         return padded_bytes(problem) + 2 * patches

@@ -93,14 +93,20 @@ def _flip_and_swap(w, groups):
     return w.reshape(*k, b // groups, groups * a)  # (*K, B/G, G*A)
 
 
+def _out_spatial(spatial, kernel, strides, pads, rhs_dilation) -> list[int]:
+    """Output length per axis: the input dilated by the strides, padded, minus the
+    dilated kernel, plus one."""
+    return [
+        dilate_dim(size, s) + lo + hi - dilate_dim(k, d) + 1
+        for size, s, (lo, hi), k, d in zip(spatial, strides, pads, kernel, rhs_dilation)
+    ]
+
+
 def _subpixel(x, w, strides, pads, rhs_dilation, groups, conv_kwargs):
     """Phase-decomposed transposed convolution; x (N, *S, C), w (*K, I, O) -> (N, *Out, O)."""
     n = x.ndim - 2
     spatial, kernel = x.shape[1:-1], w.shape[:n]
-    out = [
-        dilate_dim(L, s) + lo + hi - dilate_dim(k, d) + 1
-        for L, s, (lo, hi), k, d in zip(spatial, strides, pads, kernel, rhs_dilation)
-    ]
+    out = _out_spatial(spatial, kernel, strides, pads, rhs_dilation)
     dims = []  # per dim: for each phase r, (taps k0::m, input offset c, sub-dilation e, count Q)
     for L, s, (lo, _), k, d, o in zip(spatial, strides, pads, kernel, rhs_dilation, out):
         g = math.gcd(s, d)
@@ -223,11 +229,7 @@ def auto_choice(x_shape, w_shape, strides, pads, rhs_dilation, dtype, backend=No
     smaller ones get "xla": the phases' extra launches made DCGAN 512->256 and 256->128
     (1-2M outputs, 0.13 ms) 0.6-0.7x. On TPU, "xla": nothing has been measured there.
     """
-    kernel = tuple(map(dilate_dim, w_shape[:-2], rhs_dilation))
-    out_spatial = [
-        dilate_dim(size, s) + lo + hi - k + 1
-        for size, s, (lo, hi), k in zip(x_shape[1:-1], strides, pads, kernel)
-    ]
+    out_spatial = _out_spatial(x_shape[1:-1], w_shape[:-2], strides, pads, rhs_dilation)
     backend = backend or jax.default_backend()
     if backend != "cpu" and any(s > 1 for s in strides):
         outputs = x_shape[0] * math.prod(out_spatial) * w_shape[-1]  # N * prod(Out) * O

@@ -76,15 +76,23 @@ def depthwise_fold(x, w, p: ConvParams, split: bool = True):
     """
     with jax.named_scope("jaxconv.depthwise"):
         kernel = w.shape[:-3]
-        small = math.prod(kernel) <= PER_TAP_PAD_MAX_TAPS
         if split and split_band_elements(x.shape[1:-2], kernel, p) is not None:
+            small = math.prod(kernel) <= PER_TAP_PAD_MAX_TAPS  # bands padded per tap
             crop = [(min(lo, 0), min(hi, 0)) for lo, hi in p.pads]  # negative padding
             x = _common.pad_spatial(x, crop, p.lhs_dilation, 0)  # (N, *S', C, 1)
             pads = tuple((max(lo, 0), max(hi, 0)) for lo, hi in p.pads)
             return _split_fold(x, w, p, pads, small).astype(p.out_dtype)
-        plain = all(d == 1 for d in p.lhs_dilation)
-        per_tap = plain and small and any(s > 1 for s in p.strides)
-        return _fold(x, w, p, p.pads, per_tap).astype(p.out_dtype)
+        return _fold(x, w, p, p.pads, pads_per_tap(kernel, p)).astype(p.out_dtype)
+
+
+def pads_per_tap(kernel, p: ConvParams) -> bool:
+    """Whether the fold without a split pads per tap (strided kernels of up to 9 taps,
+    no lhs dilation) rather than from one padded copy of x. Pure: `_memory` uses it."""
+    return (
+        any(s > 1 for s in p.strides)
+        and all(d == 1 for d in p.lhs_dilation)
+        and math.prod(kernel) <= PER_TAP_PAD_MAX_TAPS
+    )
 
 
 def _fold(x, w, p: ConvParams, pads, per_tap: bool):
