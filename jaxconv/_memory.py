@@ -12,6 +12,7 @@ workspace; where no piece size fits, "auto" takes another algorithm.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -221,9 +222,15 @@ def fit_chunks(problem: Problem, name: str, budget: float | None = None) -> Chun
 
     The budget allows workspace up to (budget - 1) times lax's peak (arguments and
     output). Chunks cut one axis of `chunk_extents` into equal pieces, so their
-    count divides its length.
+    count divides its length. Cached: "auto" asks once in its rule and again for the
+    algorithm it chose.
     """
-    allowed = ((budget or memory_budget()) - 1) * io_bytes(problem)
+    return _fit_chunks(problem, name, budget or memory_budget())
+
+
+@functools.lru_cache(maxsize=4096)
+def _fit_chunks(problem: Problem, name: str, budget: float) -> Chunks | None:
+    allowed = (budget - 1) * io_bytes(problem)
     if workspace_bytes(problem, name) <= allowed:
         return Chunks("batch", 1)
     for axis, extent in chunk_extents(problem, name):

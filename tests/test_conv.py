@@ -630,6 +630,87 @@ def test_depthwise_split_band_elements():
     assert split_band_elements((56, 56), (7, 7), params(((0, 0), (0, 0)))) == 0
 
 
+# ------------------------------------------- depthwise kernel gradient in blocks
+
+
+def _scan_lengths(fn, *args):
+    """The lengths of the scans (lax.map) in fn's jaxpr, nested ones included."""
+    lengths = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "scan":
+                lengths.append(eqn.params["length"])
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                    if hasattr(sub, "eqns"):
+                        walk(sub)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return lengths
+
+
+@pytest.mark.parametrize("block_bytes", [1, 3000, 1 << 20], ids=["1B", "3KB", "1MiB"])
+@pytest.mark.parametrize(
+    "xs, ws, strides, padding, lhs_dil, rhs_dil",
+    [
+        ((3, 13, 11, 4), (3, 3, 1, 4), (1, 1), "SAME", None, None),
+        ((2, 15, 12, 3), (3, 3, 1, 6), (2, 2), ((1, 2), (0, 1)), None, None),  # multiplier 2
+        ((2, 9, 10, 2), (3, 3, 1, 2), (1, 1), ((3, -1), (2, 2)), (2, 1), (1, 2)),  # crop
+        ((4, 90, 3), (5, 1, 3), (3,), "SAME", None, None),  # 1-D
+        ((2, 5, 6, 7, 2), (3, 1, 3, 1, 2), (1, 2, 1), "SAME", None, None),  # 3-D
+    ],
+)
+def test_depthwise_blocked_kernel_gradient(
+    monkeypatch, block_bytes, xs, ws, strides, padding, lhs_dil, rhs_dil
+):
+    """The kernel gradient from `blocked_fold` equals lax's, whether the blocks are
+    single rows (1 byte), a few rows or images (3 KB), or the whole batch (1 MiB)."""
+    from jaxconv._algorithms import depthwise
+
+    monkeypatch.setattr(depthwise, "BLOCK_BYTES", block_bytes)
+    jax.clear_caches()  # no trace from another block size
+    n = len(xs) - 2
+    lhs_t = "N" + "DHW"[-n:] + "C"
+    dn = (lhs_t, lhs_t[1:-1] + "IO", lhs_t)
+    args = (strides, padding, lhs_dil, rhs_dil, dn, xs[-1])
+
+    def f(x, w):
+        return jaxconv.conv_general_dilated(x, w, *args, algorithm="depthwise")
+
+    def g(x, w):
+        return lax.conv_general_dilated(x, w, *args, precision="highest")
+
+    x, w = random(xs, seed=60), random(ws, seed=61)
+    ct = random(g(x, w).shape, seed=62)
+    got = jax.grad(lambda w: jnp.vdot(f(x, w), ct))(w)
+    want = jax.grad(lambda w: jnp.vdot(g(x, w), ct))(w)
+    assert_close(got, want)
+    blocks = _scan_lengths(jax.grad(lambda w: jnp.vdot(f(x, w), ct)), w)
+    assert blocks and (max(blocks) > 1) == (block_bytes < 1 << 20)
+    x64, w64 = x.astype("float64"), w.astype("float64")
+    check_grads(f, (x64, w64), order=2, modes=("fwd", "rev"))
+    jax.clear_caches()
+
+
+def test_depthwise_fold_blocks():
+    """Hand-counted blocks of `blocked_fold` (1 MiB: f32 padded-x rows plus output rows)."""
+    from jaxconv._algorithms.depthwise import BLOCK_BYTES, fold_blocks
+
+    assert BLOCK_BYTES == 1 << 20
+    # 112x112x32 3x3: 8 images x 3 rows = 8 * (5 * 114 * 32 + 3 * 112 * 32) * 4 = 928 KB;
+    # a 4th row would take 1.16 MB.
+    assert fold_blocks((8, 114, 114, 32), (112, 112), 3, 1, (32,), 4) == (8, 3)
+    # 56x56x144: 8 images of one row take 1.06 MB, so 4 images x 2 rows (793 KB).
+    assert fold_blocks((8, 58, 58, 144), (56, 56), 3, 1, (144,), 4) == (4, 2)
+    assert fold_blocks((4, 9, 9, 8), (7, 7), 3, 1, (8,), 4) == (4, 7)  # all of it
+    assert fold_blocks((2, 10, 100_000, 1), (8, 99_998), 3, 1, (1,), 4) == (1, 1)  # too wide
+    # strided 3x3/2, multiplier 2: 6 images x 2 rows = 6 * (5 * 57 * 96 + 2 * 28 * 192) * 4
+    # = 915 KB (a window of 3 padded rows, then 2 per output row); 3 rows: 1.31 MB.
+    assert fold_blocks((6, 57, 57, 96, 1), (28, 28), 3, 2, (96, 2), 4) == (6, 2)
+
+
 # ------------------------------------------------------------ xla2d (3-D and up)
 
 
