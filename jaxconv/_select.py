@@ -111,8 +111,10 @@ def auto_rule(problem: Problem) -> str:
       1. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft" if it fits:
          depthwise 16-68x; dense 1-D 2-3x (long signals in overlap-save segments).
          Where the kernel spectra outnumber the signal's (many channels, short
-         signals), or the FFT does not fit, dense convs get "xla/fft": XLA's forward,
-         FFT gradients (wav2vec2 pos_conv: fwd+bwd 17x); depthwise ones go on to 2.
+         signals), or the FFT does not fit whole, dense convs get "xla/fft": XLA's
+         forward, FFT gradients (wav2vec2 pos_conv: fwd+bwd 17x). In pieces the dense
+         FFT lost its lead: 1-D k64 16->16 forward 0.7-1.1x, against 1.4-1.8x whole, as
+         XLA runs a loop's body on one core. Depthwise ones go on to 2.
       2. depthwise (one input channel per group, several groups) -> "depthwise":
          XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
       3. windows that do not overlap (1x1 kernels; patch embeddings such as 16x16/16)
@@ -143,9 +145,9 @@ def auto_rule(problem: Problem) -> str:
     taps = math.prod(problem.kernel)
     large = taps >= FFT_MIN_TAPS or (len(problem.kernel) == 1 and taps >= FFT_MIN_TAPS_1D)
     if large and _stride_one(problem):
-        if _fft_fits(problem):
-            return "fft"
         dense = REGISTRY["depthwise"].supports(problem) is not None
+        if _fft_fits(problem) and not (dense and fit_chunks(problem, "fft").count > 1):
+            return "fft"
         fft_ok = REGISTRY["fft"].supports(problem) is None
         if dense and fft_ok and backward_fft_fits(problem):  # XLA's forward: no workspace
             return "xla/fft"

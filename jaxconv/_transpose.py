@@ -201,19 +201,25 @@ def _subpixel_tangent(x, w, t: _Static):
 _xla_subpixel = with_tangents(_xla_forward, _subpixel_tangent, "conv_transpose_xla_subpixel")
 
 
-def _auto(kernel, strides, rhs_dilation, fits: bool = True) -> str:
+def _auto(kernel, strides, rhs_dilation, phases_ok: bool = True) -> str:
     """Stride 1: a plain conv ("direct" lets conv_general_dilated's auto choose).
     Phases of one shape (kernel a multiple of the stride: DCGAN 4x4/2, U-Net 2x2/2):
-    "subpixel", forward 0.8-1.75x lax, if its phase outputs `fits` the memory budget.
-    Uneven phases (3x3/2) make small, unequal convs whose forward measured 0.8x; they,
-    and phases over budget, get "xla/subpixel": lax's forward, which holds no
-    workspace, and the subpixel gradients (fwd+bwd 9-19x either way)."""
+    "subpixel", forward 1.1-1.9x lax on outputs of 1M+ elements, where `phases_ok`
+    (they fit the memory budget and the output is that large). Uneven phases (3x3/2)
+    make small, unequal convs whose forward measured 0.8x; they, small outputs and
+    phases over budget get "xla/subpixel": lax's forward, which holds no workspace, and
+    the subpixel gradients (fwd+bwd 9-22x either way)."""
     if all(s == 1 for s in strides):
         return "direct"
-    if fits and all(d == 1 and k % s == 0 for k, s, d in zip(kernel, strides, rhs_dilation)):
+    if phases_ok and all(d == 1 and k % s == 0 for k, s, d in zip(kernel, strides, rhs_dilation)):
         return "subpixel"
     return "xla/subpixel"
 
+
+CPU_SUBPIXEL_MIN_OUTPUT = 2**20
+"""Output elements from which "auto" takes "subpixel" on CPU, if its phases fit: DCGAN
+4x4/2 512->256 at batch 1 (65K outputs) ran 0.75x lax forward, the DCGAN layers at batch
+16 (1-4M outputs) 1.1-1.9x (named, whole)."""
 
 GPU_SUBPIXEL_MIN_OUTPUT = 3 * 2**20
 """Output elements from which "auto" takes `xla/subpixel` on GPU (below: "xla")."""
@@ -223,19 +229,21 @@ def auto_choice(x_shape, w_shape, strides, pads, rhs_dilation, dtype, backend=No
     """What "auto" runs for a transposed conv: x (N, *S, I), w (*K, I, O) channels-last,
     `pads` as `transpose_pads` gives them, on `backend` (default: jax's).
 
-    On CPU, `_auto`. On GPU (one H100, bench/results/nvidia-h100-80gb-hbm3.md), strided
+    On CPU, `_auto` (subpixel's forward from 1M outputs). On GPU (one H100, bench/results/nvidia-h100-80gb-hbm3.md), strided
     layers with outputs of 3M+ elements get `xla/subpixel` (U-Net decoders at batch 8 and
     DCGAN 128->64 at 16: fwd+bwd 1.6-4.8x, lax's fwd+bwd there took 3-11x its forward);
     smaller ones get "xla": the phases' extra launches made DCGAN 512->256 and 256->128
     (1-2M outputs, 0.13 ms) 0.6-0.7x. On TPU, "xla": nothing has been measured there.
     """
     out_spatial = _out_spatial(x_shape[1:-1], w_shape[:-2], strides, pads, rhs_dilation)
+    outputs = x_shape[0] * math.prod(out_spatial) * w_shape[-1]  # N * prod(Out) * O
     backend = backend or jax.default_backend()
     if backend != "cpu" and any(s > 1 for s in strides):
-        outputs = x_shape[0] * math.prod(out_spatial) * w_shape[-1]  # N * prod(Out) * O
         return "xla/subpixel" if backend == "gpu" and outputs >= GPU_SUBPIXEL_MIN_OUTPUT else "xla"
-    fits = subpixel_fits(x_shape, w_shape, out_spatial, np.dtype(dtype).itemsize)
-    return _auto(w_shape[:-2], strides, rhs_dilation, fits)
+    phases_ok = outputs >= CPU_SUBPIXEL_MIN_OUTPUT and subpixel_fits(
+        x_shape, w_shape, out_spatial, np.dtype(dtype).itemsize
+    )
+    return _auto(w_shape[:-2], strides, rhs_dilation, phases_ok)
 
 
 def conv_transpose(

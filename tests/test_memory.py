@@ -274,10 +274,10 @@ def test_subpixel_budget_decides_transpose_auto():
     # DCGAN 4x4/2 128->64 at batch 16: phase outputs of 2x the output do not fit 1.5x.
     args = ((16, 32, 32, 128), (4, 4, 128, 64), (64, 64), 4)
     assert not _memory.subpixel_fits(*args)
-    assert _auto((4, 4), (2, 2), (1, 1), fits=False) == "xla/subpixel"
+    assert _auto((4, 4), (2, 2), (1, 1), phases_ok=False) == "xla/subpixel"
     try:
         jaxconv.set_memory_budget(4)
         assert _memory.subpixel_fits(*args)
     finally:
         jaxconv.set_memory_budget()
-    assert _auto((4, 4), (2, 2), (1, 1), fits=True) == "subpixel"
+    assert _auto((4, 4), (2, 2), (1, 1), phases_ok=True) == "subpixel"

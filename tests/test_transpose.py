@@ -201,7 +201,9 @@ def test_auto_rule(kernel, strides, dilation, want):
         ((8, 56, 56, 128), (2, 2, 128, 64), (2, 2), "gpu", "xla/subpixel"),  # U-Net 2x2/2
         ((8, 56, 56, 128), (3, 3, 128, 64), (1, 1), "gpu", "direct"),  # stride 1
         ((8, 56, 56, 128), (2, 2, 128, 64), (2, 2), "tpu", "xla"),
-        ((1, 4, 4, 512), (4, 4, 512, 256), (2, 2), "cpu", "subpixel"),  # fits the budget
+        ((1, 4, 4, 512), (4, 4, 512, 256), (2, 2), "cpu", "xla/subpixel"),  # 16K outputs
+        ((16, 8, 8, 1024), (4, 4, 1024, 512), (2, 2), "cpu", "subpixel"),  # 2M, fits
+        ((16, 8, 8, 512), (4, 4, 512, 256), (2, 2), "cpu", "xla/subpixel"),  # 1M, over budget
     ],
 )
 def test_auto_choice_per_backend(x_shape, w_shape, strides, backend, want):
