@@ -117,10 +117,11 @@ def auto_rule(problem: Problem) -> str:
          XLA runs a loop's body on one core. Depthwise ones go on to 2.
       2. depthwise (one input channel per group, several groups) -> "depthwise":
          XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
-      3. windows that do not overlap (1x1 kernels; patch embeddings such as 16x16/16)
-         -> "pointwise": one GEMM, about 1.5-2x faster than XLA's emitter. Patches of 8
-         or more input channels get "xla/pointwise" (XLA's forward, the GEMM's
-         gradients): their relayout made wav2vec2's k2/2 512->512 0.76-0.96x forward.
+      3. windows that do not overlap (1x1 kernels; patch embeddings such as 4x4/4)
+         -> "pointwise": one GEMM, about 1.5-2x faster than XLA's emitter. Patches of
+         256+ taps x input channels get "xla/pointwise" (XLA's forward, the GEMM's
+         gradients): their relayout made wav2vec2's k2/2 512->512 0.76-0.96x forward
+         and ViT's 16x16/16 stem 0.83x at batch 1.
       4. 3-D (and higher) dense convs -> "xla2d": XLA's strong 2-D conv over the last two
          axes, unrolled over the leading taps (forward 1.2-3x, with the backward 3-13x).
          Where its kernel-tap copies and windows do not fit -> "xla/xla2d": XLA's
@@ -162,18 +163,19 @@ def auto_rule(problem: Problem) -> str:
     return _winograd_rule(problem) or "xla"
 
 
-POINTWISE_MAX_PATCH_CHANNELS = 8
-"""Patches (more than one tap) with this many input channels per group or more take
-"xla/pointwise" on CPU: XLA's conv is weak only on stems of a few channels (ViT,
-ConvNeXt: pointwise 1.1-1.6x), and the space-to-depth copy cost more than it saved on
-wav2vec2's conv6 (k2/2, 512 channels)."""
+POINTWISE_MAX_PATCH_LENGTH = 256
+"""Patches (more than one tap) of this many taps x input channels per group or more
+take "xla/pointwise" on CPU: XLA's conv runs long contractions near matmul speed, and
+the space-to-depth copy cost more than it saved there (wav2vec2 conv6 k2/2 512, 1024
+long: 0.76-0.96x forward; ViT's 16x16/16 stem, 768 long: 0.83x at batch 1, 1.07x at 8).
+Short ones, such as ConvNeXt's 4x4/4 stem (48 long), keep "pointwise" (1.6-2.1x)."""
 
 
 def _pointwise_rule(problem: Problem) -> str:
-    """Non-overlapping windows: "pointwise" for 1x1 kernels and stems of few channels,
-    if it fits, else "xla"; "xla/pointwise" for patches of many channels."""
-    patches = math.prod(problem.kernel) > 1
-    if patches and problem.x_shape[-1] >= POINTWISE_MAX_PATCH_CHANNELS:
+    """Non-overlapping windows: "pointwise" for 1x1 kernels and short patches, if it
+    fits, else "xla"; "xla/pointwise" for long patches."""
+    taps = math.prod(problem.kernel)
+    if taps > 1 and taps * problem.x_shape[-1] >= POINTWISE_MAX_PATCH_LENGTH:
         return "xla/pointwise"
     return "pointwise" if _fits(problem, "pointwise") else "xla"
 
@@ -188,9 +190,9 @@ def _gpu_rule(problem: Problem) -> str:
 
       1. depthwise stride-1 kernels of 31x31 and more -> "fft" if it fits (RepLKNet 31x31
          14x14x512: forward 2.1x, fwd+bwd 2.0x). Smaller large kernels are unmeasured.
-      2. windows that do not overlap (1x1 kernels, stems of few channels) -> "pointwise":
-         one cuBLAS GEMM, forward 1.1-2.1x and fwd+bwd 1.2-2.2x on all four measured.
-         Patches of many channels are unmeasured there and stay on "xla".
+      2. windows that do not overlap (1x1 kernels, short patches) -> "pointwise": one
+         cuBLAS GEMM, forward 1.1-2.1x and fwd+bwd 1.2-2.2x on all four measured.
+         Long patches (ViT's stem, wav2vec2's conv6) are unmeasured there: "xla".
       3. anything else -> "xla". On dense 3x3 layers direct and Winograd ran 0.4-1.3x
          forward. On depthwise ones, "depthwise" ran 1.2-1.6x forward but 0.5-1.0x
          fwd+bwd (ConvNeXt 7x7: 0.7x and 4.8x); at these sizes (0.05-0.3 ms) launch

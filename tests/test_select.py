@@ -30,8 +30,11 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((2, 1024, 8), (64, 8, 8), (2,), 1, "xla"),
         ((1, 64, 2048), (64, 2048, 2048), (1,), 1, "xla"),  # spectra over the budget
         ((1, 16, 16, 8), (1, 1, 8, 4), (1, 1), 1, "pointwise"),
-        ((1, 224, 224, 3), (16, 16, 3, 768), (16, 16), 1, "pointwise"),  # ViT patch embed
-        ((1, 64, 64, 3), (16, 16, 3, 8), (16, 16), 1, "pointwise"),  # in chunks of rows
+        ((1, 224, 224, 3), (16, 16, 3, 768), (16, 16), 1, "xla/pointwise"),  # ViT: 768 long
+        ((8, 224, 224, 3), (4, 4, 3, 96), (4, 4), 1, "pointwise"),  # ConvNeXt stem: 48 long
+        ((1, 64, 64, 3), (4, 4, 3, 8), (4, 4), 1, "pointwise"),  # in chunks of rows
+        ((1, 64, 64, 16), (4, 4, 16, 8), (4, 4), 1, "xla/pointwise"),  # 256 long
+        ((1, 64, 64, 15), (4, 4, 15, 8), (4, 4), 1, "pointwise"),  # 240 long
         ((1, 64, 64, 3), (4, 4, 3, 8), (2, 2), 1, "xla"),  # overlapping windows
         ((4, 99, 512), (2, 512, 512), (2,), 1, "xla/pointwise"),  # wav2vec2 conv6 patches
         ((4, 56, 56, 64), (1, 1, 64, 8), (2, 2), 1, "pointwise"),  # 1x1/2: no patches
@@ -69,6 +72,7 @@ def test_auto_rule_on_cpu(xs, ws, strides, groups, want):
         ((2, 1024, 8), (64, 8, 8), (1,), 1, "xla"),  # dense 1-D: fft on CPU
         ((8, 56, 56, 64), (1, 1, 64, 256), (1, 1), 1, "pointwise"),
         ((8, 224, 224, 3), (4, 4, 3, 96), (4, 4), 1, "pointwise"),  # ConvNeXt stem
+        ((8, 224, 224, 3), (16, 16, 3, 768), (16, 16), 1, "xla"),  # ViT: unmeasured
         ((4, 99, 512), (2, 512, 512), (2,), 1, "xla"),  # patches of many channels
         ((8, 56, 56, 32), (3, 3, 1, 32), (1, 1), 32, "xla"),  # depthwise
         ((8, 56, 56, 64), (3, 3, 64, 64), (1, 1), 1, "xla"),  # winograd4 on CPU
