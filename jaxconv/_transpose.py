@@ -229,11 +229,12 @@ def auto_choice(x_shape, w_shape, strides, pads, rhs_dilation, dtype, backend=No
     """What "auto" runs for a transposed conv: x (N, *S, I), w (*K, I, O) channels-last,
     `pads` as `transpose_pads` gives them, on `backend` (default: jax's).
 
-    On CPU, `_auto` (subpixel's forward from 1M outputs). On GPU (one H100, bench/results/nvidia-h100-80gb-hbm3.md), strided
-    layers with outputs of 3M+ elements get `xla/subpixel` (U-Net decoders at batch 8 and
-    DCGAN 128->64 at 16: fwd+bwd 1.6-4.8x, lax's fwd+bwd there took 3-11x its forward);
-    smaller ones get "xla": the phases' extra launches made DCGAN 512->256 and 256->128
-    (1-2M outputs, 0.13 ms) 0.6-0.7x. On TPU, "xla": nothing has been measured there.
+    On CPU, `_auto` (subpixel's forward from 1M outputs). On GPU (one H100,
+    bench/results/nvidia-h100-80gb-hbm3.md), strided layers with outputs of 3M+ elements
+    get `xla/subpixel` (U-Net decoders at batch 8 and DCGAN 128->64 at 16: fwd+bwd
+    1.6-4.8x, lax's fwd+bwd there took 3-11x its forward); smaller ones get "xla": the
+    phases' extra launches made DCGAN 512->256 and 256->128 (1-2M outputs, 0.13 ms)
+    0.6-0.7x. On TPU, "xla": nothing has been measured there.
     """
     out_spatial = _out_spatial(x_shape[1:-1], w_shape[:-2], strides, pads, rhs_dilation)
     outputs = x_shape[0] * math.prod(out_spatial) * w_shape[-1]  # N * prod(Out) * O
