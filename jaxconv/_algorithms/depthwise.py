@@ -45,7 +45,7 @@ def depthwise_unsupported(problem) -> str | None:
 def conv_depthwise(x, w, p: ConvParams):
     """The "depthwise" algorithm: the fused fold forward, its transpose as the input
     gradient, and the kernel gradient in cache-sized blocks (`blocked_fold`) for kernels
-    of up to 9 taps, else as an FFT correlation (each measured faster there).
+    of up to 9 taps (49 if strided), else as an FFT correlation (each measured faster).
     x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M).
     """
     return _conv_depthwise(x, w, p, True)
@@ -58,16 +58,21 @@ def conv_depthwise_padded(x, w, p: ConvParams):
 
 
 def _conv_depthwise(x, w, p: ConvParams, split: bool):
-    blocked = math.prod(w.shape[:-3]) <= BLOCKED_KERNEL_GRAD_MAX_TAPS
-    return conv_depthwise_grads(x, w, p, split, blocked)
+    strided = any(s > 1 for s in p.strides)
+    most = BLOCKED_STRIDED_MAX_TAPS if strided else BLOCKED_KERNEL_GRAD_MAX_TAPS
+    return conv_depthwise_grads(x, w, p, split, math.prod(w.shape[:-3]) <= most)
 
 
 BLOCKED_KERNEL_GRAD_MAX_TAPS = 9
-"""Kernels up to this many taps take their gradient from `blocked_fold`, larger ones as
-an FFT correlation. `make bench`, fwd+bwd of "auto" on the CPU: the 3x3 layers of
-MobileNetV2 and EfficientNet ran 1.2-2.5x faster blocked than with the FFT (the strided
-3x3/2 one 2.5x faster than autodiff of the fold); the stride-1 5x5 ones 1.1-1.6x slower,
-the 5x5/2 one the same."""
+"""Stride-1 kernels up to this many taps take their gradient from `blocked_fold`, larger
+ones as an FFT correlation. `make bench`, fwd+bwd of "auto" on the CPU: the 3x3 layers of
+MobileNetV2 and EfficientNet ran 1.2-2.5x faster blocked than with the FFT; the stride-1
+5x5 ones 1.1-1.6x slower."""
+
+BLOCKED_STRIDED_MAX_TAPS = 49
+"""The same for strided kernels, whose FFT correlation runs at full resolution: fwd+bwd
+at batch 8 on the CPU, blocked against FFT, 5x5/2 layers of 28-112 px 1.1-2.1x faster,
+7x7/2 ones 1.0-1.4x (3x3/2: 2.5x faster than autodiff of the fold, 112x112x96)."""
 
 
 PER_TAP_PAD_MAX_TAPS = 9
