@@ -69,7 +69,7 @@ def test_auto_rule_on_cpu(xs, ws, strides, groups, want):
         ((2, 14, 14, 512), (31, 31, 1, 512), (1, 1), 512, "fft"),  # RepLKNet
         ((2, 14, 14, 512), (31, 31, 1, 512), (2, 2), 512, "xla"),  # strided
         ((4, 28, 28, 256), (13, 13, 1, 256), (1, 1), 256, "xla"),  # unmeasured on GPU
-        ((2, 1024, 8), (64, 8, 8), (1,), 1, "xla"),  # dense 1-D: fft on CPU
+        ((2, 1024, 8), (64, 8, 8), (1,), 1, "xla"),  # dense 1-D: xla/fft on CPU
         ((8, 56, 56, 64), (1, 1, 64, 256), (1, 1), 1, "pointwise"),
         ((8, 224, 224, 3), (4, 4, 3, 96), (4, 4), 1, "pointwise"),  # ConvNeXt stem
         ((8, 224, 224, 3), (16, 16, 3, 768), (16, 16), 1, "xla"),  # ViT: unmeasured
