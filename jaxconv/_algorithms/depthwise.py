@@ -20,6 +20,7 @@ main memory. `blocked_fold` runs it over cache-sized blocks instead (about 4x fa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -115,9 +116,10 @@ def pads_per_tap(kernel, p: ConvParams) -> bool:
 
 def _fold(x, w, p: ConvParams, pads, per_tap: bool):
     """The fold over x padded by `pads`: per tap (fused, no copy) or from one padded copy.
-    x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M) in the accumulation dtype."""
-    kernel = w.shape[:-3]
-    n_sp = len(kernel)
+    x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M) in the accumulation dtype. From
+    the padded copy, a multiplier of 1 may be squeezed out: x (N, *S, C), w (*K, 1, C)."""
+    n_sp = len(pads)
+    kernel = w.shape[:n_sp]
     if per_tap:
         out = _common.out_spatial(
             [s + lo + hi for s, (lo, hi) in zip(x.shape[1:-2], pads)], kernel, p
@@ -135,8 +137,9 @@ def _fold(x, w, p: ConvParams, pads, per_tap: bool):
                 (x.shape[0], *out, *x.shape[-2:]),
             )
     else:
-        xp = _common.pad_spatial(x, pads, p.lhs_dilation, 0)  # (N, *Sp, C, 1)
-        out = _common.out_spatial(xp.shape[1:-2], kernel, p)
+        trail = x.ndim - 1 - n_sp  # channel axes after the spatial ones
+        xp = _common.pad_spatial(x, pads, p.lhs_dilation, 0, trail=trail)  # (N, *Sp, C[, 1])
+        out = _common.out_spatial(xp.shape[1 : 1 + n_sp], kernel, p)
 
         def window(tap):
             return _common.strided_window(xp, tap, p.rhs_dilation, p.strides, out)
@@ -144,9 +147,9 @@ def _fold(x, w, p: ConvParams, pads, per_tap: bool):
     lead = (1,) * (1 + n_sp)
     acc = None
     for tap in _common.taps(kernel):
-        win = window(tap)  # (N, *O, C, 1)
-        tap_w = w[tap].reshape(*lead, *w.shape[-2:])  # (1, *1, C, M)
-        term = win.astype(p.acc_dtype) * tap_w.astype(p.acc_dtype)  # (N, *O, C, M)
+        win = window(tap)  # (N, *O, C[, 1])
+        tap_w = w[tap].reshape(*lead, *w.shape[n_sp + 1 :])  # (1, *1, C[, M])
+        term = win.astype(p.acc_dtype) * tap_w.astype(p.acc_dtype)  # (N, *O, C[, M])
         acc = term if acc is None else acc + term
     return acc
 
@@ -253,11 +256,11 @@ def blocked_fold(x, w, p: ConvParams):
     each recomputed under `jax.checkpoint`. Used as the kernel tangent: its transpose,
     the kernel gradient, then reduces each block's taps while the block is in cache
     (112x112x32 3x3, batch 8: 11 ms, against 40 ms over the whole arrays, 22-38 ms by
-    FFT, and 20-23 ms for lax's own kernel gradient). Without the checkpoint, reverse mode would save
-    every block's windows. A channel multiplier of 1 is squeezed out: a trailing unit axis
-    made XLA's CPU reductions 4x slower.
+    FFT, and 20-23 ms for lax's own kernel gradient). Without the checkpoint, reverse
+    mode would save every block's windows. A channel multiplier of 1 is squeezed out: a
+    trailing unit axis made XLA's CPU reductions 4x slower.
 
-    x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M) in w's dtype.
+    x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M) in the accumulation dtype.
     """
     kernel = w.shape[:-3]
     squeeze = w.shape[-1] == 1
@@ -275,18 +278,13 @@ def blocked_fold(x, w, p: ConvParams):
     need = (n_rows - 1) * rows * stride + span  # padded rows the last block reads
     if need > xp.shape[1]:
         xp = lax.pad(xp, np.zeros((), xp.dtype), _extend(xp.ndim, need - xp.shape[1]))
-    lead = (1,) * (1 + len(kernel))
+    block_p = dataclasses.replace(p, lhs_dilation=(1,) * len(kernel))  # xp is dilated
+    no_pads = ((0, 0),) * len(kernel)
 
     def block(i):
         start = (i // n_rows * batch, i % n_rows * rows * stride) + (0,) * (xp.ndim - 2)
         xb = lax.dynamic_slice(xp, start, (batch, span, *xp.shape[2:]))  # (B, span, ...)
-        acc = None
-        for tap in _common.taps(kernel):
-            win = _common.strided_window(xb, tap, p.rhs_dilation, p.strides, (rows, *out[1:]))
-            tap_w = w[tap].reshape(*lead, *w.shape[1 + len(kernel) :])  # (1, *1, C[, M])
-            term = win.astype(w.dtype) * tap_w  # (B, rows, *O', C[, M])
-            acc = term if acc is None else acc + term
-        return acc
+        return _fold(xb, w, block_p, no_pads, False)  # (B, rows, *O', C[, M])
 
     ys = lax.map(jax.checkpoint(block), jnp.arange(n_batch * n_rows))  # (nb*nr, B, rows, ...)
     rest = ys.shape[3:]
