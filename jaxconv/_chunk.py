@@ -4,8 +4,9 @@ An algorithm with a large workspace (Winograd's transformed tiles, FFT spectra,
 a padded copy of the input) holds it for the whole problem at once. Cut the output
 into `count` equal pieces along one axis, run the algorithm on one piece at a time
 in a `fori_loop`, and write each result into the output in place
-(`dynamic_update_slice`): the workspace shrinks about `count`-fold, and neither the
-inputs nor the output are copied whole. The pieces are
+(`dynamic_update_slice`; on CPU each piece is computed apart from that update, so it
+runs on all cores: `_own_fusion`): the workspace shrinks about `count`-fold, and
+neither the inputs nor the output are copied whole. The pieces are
   - "rows": rows of the output's first spatial axis, each reading its window of
     input rows (the padding zero-filled in the window, so no padded copy);
   - "groups": whole groups (channel slices of the input, kernel and output);
@@ -108,11 +109,35 @@ def _loop(f, x, w, count: int, take_x, take_w, out_axis: int):
     shape[out_axis] *= count
     out = jnp.zeros(shape, first.dtype)
 
+    def piece(i):
+        return f(*pieces(i))
+
+    if jax.default_backend() == "cpu":
+        piece = _own_fusion(piece, first)
+
     def body(i, out):
-        res = f(*pieces(i))
+        res = piece(i)
         return lax.dynamic_update_slice_in_dim(out, res, i * res.shape[out_axis], axis=out_axis)
 
     return lax.fori_loop(0, count, body, out)
+
+
+def _own_fusion(piece, result):
+    """`piece(i)` computed inside a conditional whose predicate (i >= 0) always holds.
+
+    XLA:CPU fuses a piece's computation into the in-place `dynamic_update_slice` that
+    writes it, and never splits an in-place update across threads
+    (`parallel_task_assignment.cc`), so each piece ran on one core. Behind the
+    conditional the piece stays a fusion of its own that XLA partitions across cores,
+    and the update only copies it: depthwise 5x5/7x7 layers in pieces ran 1.4-1.7x
+    faster on 2 cores (the piece's result, held before the copy, is in `_memory`'s
+    estimate). The predicate is not constant, so XLA keeps the conditional.
+    """
+
+    def never(i):
+        return jnp.zeros(result.shape, result.dtype)
+
+    return lambda i: lax.cond(i >= 0, piece, never, i)
 
 
 def row_params(p: ConvParams) -> ConvParams:

@@ -235,7 +235,7 @@ def _fit_chunks(problem: Problem, name: str, budget: float) -> Chunks | None:
         return Chunks("batch", 1)
     for axis, extent in chunk_extents(problem, name):
         for k in range(2, extent + 1):
-            if extent % k or not _piece_ok(sliced(problem, axis, k), name):
+            if extent % k or not _piece_ok(sliced(problem, axis, k), name, axis):
                 continue
             if _chunk_bytes(problem, name, axis, k) <= allowed:
                 return Chunks(axis, k)
@@ -243,14 +243,25 @@ def _fit_chunks(problem: Problem, name: str, budget: float) -> Chunks | None:
 
 
 WINOGRAD_MIN_PIECE_TILES = 64
+DEPTHWISE_MAX_ROW_READS = 2
 
 
-def _piece_ok(piece: Problem, name: str) -> bool:
-    """Whether a piece is still large enough to run well: Winograd needs at least
-    max(64, Og) tiles per GEMM (VGG conv3_3 in pieces of 56 2x2 tiles: 0.9x lax)."""
+def _piece_ok(piece: Problem, name: str, axis: str) -> bool:
+    """Whether a piece is still large enough to run well:
+    - Winograd needs at least max(64, Og) tiles per GEMM (VGG conv3_3 in pieces of 56
+      2x2 tiles: 0.9x lax);
+    - a depthwise piece of output rows may read at most twice its share of input
+      rows: its window overlaps the next one's by the kernel's extent less the
+      stride. EfficientNet's 5x5 14x14x672 in 14 pieces of one row (each reading 5)
+      ran 19-21x lax forward, in 4 pieces of the batch 31-32x.
+    """
+    name = name.split("/")[0]
     if name in WINOGRAD_TILE:
         tiles = winograd_tiles(piece, WINOGRAD_TILE[name])
         return tiles >= max(WINOGRAD_MIN_PIECE_TILES, piece.w_shape[-1])
+    if name == "depthwise" and axis == "rows":
+        share = piece.out_spatial[0] * piece.params.strides[0]
+        return piece.x_shape[1] <= DEPTHWISE_MAX_ROW_READS * share
     return True
 
 

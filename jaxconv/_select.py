@@ -112,9 +112,9 @@ def auto_rule(problem: Problem) -> str:
          depthwise 16-68x; dense 1-D 2-3x (long signals in overlap-save segments).
          Where the kernel spectra outnumber the signal's (many channels, short
          signals), or the FFT does not fit whole, dense convs get "xla/fft": XLA's
-         forward, FFT gradients (wav2vec2 pos_conv: fwd+bwd 17x). In pieces the dense
-         FFT lost its lead: 1-D k64 16->16 forward 0.7-1.1x, against 1.4-1.8x whole, as
-         XLA runs a loop's body on one core. Depthwise ones go on to 2.
+         forward, FFT gradients (wav2vec2 pos_conv: fwd+bwd 17x). In pieces of rows
+         the dense FFT lost its lead: 1-D k64 16->16 forward 0.2-0.9x, against 1.4-2.7x
+         whole (pieces of 128-256 outputs). Depthwise ones go on to 2.
       2. depthwise (one input channel per group, several groups) -> "depthwise":
          XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
       3. windows that do not overlap (1x1 kernels; patch embeddings such as 4x4/4)

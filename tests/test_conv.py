@@ -633,14 +633,14 @@ def test_depthwise_split_band_elements():
 # ------------------------------------------- depthwise kernel gradient in blocks
 
 
-def _scan_lengths(fn, *args):
-    """The lengths of the scans (lax.map) in fn's jaxpr, nested ones included."""
-    lengths = []
+def _equations(fn, *args, primitive: str):
+    """The equations of `primitive` in fn's jaxpr, nested ones included."""
+    found = []
 
     def walk(jaxpr):
         for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "scan":
-                lengths.append(eqn.params["length"])
+            if eqn.primitive.name == primitive:
+                found.append(eqn)
             for value in eqn.params.values():
                 for sub in value if isinstance(value, (tuple, list)) else (value,):
                     sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
@@ -648,7 +648,12 @@ def _scan_lengths(fn, *args):
                         walk(sub)
 
     walk(jax.make_jaxpr(fn)(*args).jaxpr)
-    return lengths
+    return found
+
+
+def _scan_lengths(fn, *args):
+    """The lengths of the scans (lax.map) in fn's jaxpr, nested ones included."""
+    return [eqn.params["length"] for eqn in _equations(fn, *args, primitive="scan")]
 
 
 @pytest.mark.parametrize("block_bytes", [1, 3000, 1 << 20], ids=["1B", "3KB", "1MiB"])
@@ -710,6 +715,50 @@ def test_depthwise_fold_blocks():
     # strided 3x3/2, multiplier 2: 6 images x 2 rows = 6 * (5 * 57 * 96 + 2 * 28 * 192) * 4
     # = 915 KB (a window of 3 padded rows, then 2 per output row); 3 rows: 1.31 MB.
     assert fold_blocks((6, 57, 57, 96, 1), (28, 28), 3, 2, (96, 2), 4) == (6, 2)
+
+
+@pytest.mark.parametrize(
+    "xs, ws, padding, rhs_dil",
+    [
+        ((3, 13, 11, 4), (5, 5, 1, 4), "SAME", None),
+        ((2, 12, 14, 3), (3, 5, 1, 3), ((0, 3), (4, -1)), (2, 1)),  # asymmetric, crop
+        ((2, 9, 8, 2), (3, 5, 1, 2), ((3, 0), (-2, 5)), None),  # complements < 0: crops
+        ((4, 90, 3), (11, 1, 3), "SAME", (3,)),  # 1-D
+        ((2, 5, 6, 7, 2), (3, 3, 3, 1, 2), "SAME", None),  # 3-D
+    ],
+)
+def test_depthwise_input_gradient_is_a_fold(xs, ws, padding, rhs_dil):
+    """At stride 1 the input gradient is the fold of the cotangent with the flipped
+    kernel (`_input_tangent`): it equals lax's, and it zero-fills no more often than
+    the forward fold does (the fold's own transpose pads once per tap). Pads that only
+    crop (negative edges, the transposes' form of a slice) do not count. Kernels of
+    over 9 taps: smaller ones pad per tap in the forward too."""
+    n = len(xs) - 2
+    lhs_t = "N" + "DHW"[-n:] + "C"
+    dn = (lhs_t, lhs_t[1:-1] + "IO", lhs_t)
+    args = ((1,) * n, padding, None, rhs_dil, dn, xs[-1])
+
+    def f(x, w):
+        return jaxconv.conv_general_dilated(x, w, *args, algorithm="depthwise")
+
+    def g(x, w):
+        return lax.conv_general_dilated(x, w, *args, precision="highest")
+
+    x, w = random(xs, seed=63), random(ws, seed=64)
+    ct = random(g(x, w).shape, seed=65)
+
+    def input_grad(x):
+        return jax.grad(lambda x: jnp.vdot(f(x, w), ct))(x)
+
+    assert_close(input_grad(x), jax.grad(lambda x: jnp.vdot(g(x, w), ct))(x))
+
+    def fills(fn, *args):
+        pads = _equations(fn, *args, primitive="pad")
+        return sum(any(max(c) > 0 for c in eqn.params["padding_config"]) for eqn in pads)
+
+    assert fills(input_grad, x) <= 2 * fills(f, x, w) < math.prod(ws[:-2])
+    x64, w64 = x.astype("float64"), w.astype("float64")
+    check_grads(f, (x64, w64), order=2, modes=("fwd", "rev"))
 
 
 # ------------------------------------------------------------ xla2d (3-D and up)

@@ -121,6 +121,21 @@ def test_fit_chunks_picks_fewest_dividing_chunks():
     assert _memory.fit_chunks(single, "winograd", budget=10.0) == Chunks("batch", 1)
 
 
+def test_depthwise_row_pieces_read_at_most_twice_their_rows():
+    """Stride-1 5x5 and 7x7 layers on small images fit the budget only in row pieces that
+    re-read most of their window (1 output row reading 5 input rows; 4 reading 10), so
+    they are cut by the batch; strided ones keep their rows (4 rows of stride 2 read 11)."""
+    for xs, ws in [((8, 14, 14, 64), (5, 5, 1, 64)), ((8, 28, 28, 32), (7, 7, 1, 32))]:
+        _, problem = plan_for(xs, ws, (1, 1), xs[-1])
+        allowed = (_memory.MEMORY_BUDGET - 1) * _memory.io_bytes(problem)
+        row_fit = _memory._chunk_bytes(problem, "depthwise", "rows", 14) <= allowed
+        assert row_fit and _memory.fit_chunks(problem, "depthwise") == Chunks("batch", 4)
+    _, strided = plan_for((8, 56, 56, 16), (5, 5, 1, 16), (2, 2), 16)
+    assert _memory.fit_chunks(strided, "depthwise") == Chunks("rows", 7)
+    piece = _memory.sliced(strided, "rows", 7)
+    assert (piece.x_shape[1], piece.out_spatial[0]) == (11, 4)
+
+
 CHUNKED = [
     # (x shape, w shape, groups, layout, algorithm, chunks)
     ((4, 9, 9, 6), (3, 3, 1, 12), 6, LAYOUT[4], "depthwise", Chunks("batch", 2)),
@@ -168,6 +183,18 @@ def test_chunked_equals_lax(i):
         precision="highest",
     )
     assert_close(_conv._run(x, w, plan), want, scale=4)
+
+
+def test_pieces_stay_apart_from_their_update():
+    """On CPU each piece is computed behind a conditional (`_chunk._own_fusion`), which
+    XLA keeps after optimisation: fused into the in-place update, a piece would run on
+    one core."""
+    xs, ws, groups, dn, name, chunks = CHUNKED[0]
+    plan, _ = plan_for(xs, ws, (1, 1), groups, algorithm=name, dn=dn)
+    plan = dataclasses.replace(plan, chunks=chunks)
+    hlo = jax.jit(lambda x, w: _conv._run(x, w, plan)).lower(spec(xs), spec(ws)).compile()
+    assert jax.default_backend() == "cpu"
+    assert " conditional(" in hlo.as_text()
 
 
 @pytest.mark.parametrize("i", [1, 2, 5, 7, 9])
