@@ -258,12 +258,16 @@ def _input_tangent(dx, w, p: ConvParams):
     (`flipped_fold`). Written as that fold's `linear_transpose`, the tangent transposes
     back to it: 28x28x240 5x5 input gradient 1.6 ms against 6.9, ConvNeXt 56x56x96
     7x7 4.8 against 28 (CPU, batch 8). Forward mode pays instead: its tangent is the
-    sum of pads. Elsewhere the tangent is the fold itself (from a padded copy, whose
+    sum of pads, slower to run and to compile. Kernels of up to 9 taps keep the fold
+    as their tangent (3x3: 0.9-1.3 ms against 1.1-1.5 by transpose, little next to
+    their kernel gradient), as do strided ones (the fold from a padded copy, whose
     transpose is the cheaper one).
 
     dx: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M).
     """
-    if any(s > 1 for s in p.strides) or any(d > 1 for d in p.lhs_dilation) or w.shape[-1] > 1:
+    small = math.prod(w.shape[:-3]) <= PER_TAP_PAD_MAX_TAPS
+    dilated = any(d > 1 for d in p.lhs_dilation)
+    if small or dilated or any(s > 1 for s in p.strides) or w.shape[-1] > 1:
         return depthwise_fold(dx, w, p, split=False)
     padded = [s + lo + hi for s, (lo, hi) in zip(dx.shape[1:-2], p.pads)]
     out_shape = (dx.shape[0], *_common.out_spatial(padded, w.shape[:-3], p), *w.shape[-2:])
