@@ -739,7 +739,7 @@ def test_depthwise_input_gradient_is_a_fold(xs, ws, padding, rhs_dil):
     kernel (`_input_tangent`): it equals lax's, and it zero-fills no more often than
     the forward fold does (the fold's own transpose pads once per tap). Pads that only
     crop (negative edges, the transposes' form of a slice) do not count. Kernels of
-    over 9 taps: smaller ones pad per tap in the forward too."""
+    over 9 taps only: smaller ones keep the fold's transpose."""
     f, g = _depthwise_and_lax(xs, (1,) * (len(xs) - 2), padding, None, rhs_dil)
     x, w = random(xs, seed=63), random(ws, seed=64)
     ct = random(g(x, w).shape, seed=65)
@@ -753,6 +753,7 @@ def test_depthwise_input_gradient_is_a_fold(xs, ws, padding, rhs_dil):
         pads = _equations(fn, *args, primitive="pad")
         return sum(any(max(c) > 0 for c in eqn.params["padding_config"]) for eqn in pads)
 
+    # The grad's jaxpr also holds the forward's pads: hence twice the forward's.
     assert fills(input_grad, x) <= 2 * fills(f, x, w) < math.prod(ws[:-2])
     x64, w64 = x.astype("float64"), w.astype("float64")
     order = 2 if math.prod(ws[:-2]) <= 15 else 1  # second order through 25+ taps: slow
