@@ -247,6 +247,13 @@ def _depthwise_jvp(p, split, blocked, primals, tangents):
     return out, tangent
 
 
+FLIPPED_FOLD_MIN_TAPS = 10
+"""Stride-1 kernels from this many taps take their input gradient as `flipped_fold`.
+3x3 ones gained little (0.9-1.3 ms against 1.1-1.5 by the fold's transpose, batch 8,
+next to a 3-12 ms kernel gradient), and the flipped fold slows forward mode and
+compiles (13 depthwise gradient tests: 78 s against 58 s)."""
+
+
 def _input_tangent(dx, w, p: ConvParams):
     """The fold of the tangent dx, written so that its transpose, the input gradient
     that reverse mode runs, is again a fast fold.
@@ -258,14 +265,13 @@ def _input_tangent(dx, w, p: ConvParams):
     (`flipped_fold`). Written as that fold's `linear_transpose`, the tangent transposes
     back to it: 28x28x240 5x5 input gradient 1.6 ms against 6.9, ConvNeXt 56x56x96
     7x7 4.8 against 28 (CPU, batch 8). Forward mode pays instead: its tangent is the
-    sum of pads, slower to run and to compile. Kernels of up to 9 taps keep the fold
-    as their tangent (3x3: 0.9-1.3 ms against 1.1-1.5 by transpose, little next to
-    their kernel gradient), as do strided ones (the fold from a padded copy, whose
-    transpose is the cheaper one).
+    sum of pads, slower to run and to compile. Kernels of fewer than
+    `FLIPPED_FOLD_MIN_TAPS` keep the fold as their tangent, as do strided ones (the fold
+    from a padded copy, whose transpose is the cheaper one).
 
     dx: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M).
     """
-    small = math.prod(w.shape[:-3]) <= PER_TAP_PAD_MAX_TAPS
+    small = math.prod(w.shape[:-3]) < FLIPPED_FOLD_MIN_TAPS
     dilated = any(d > 1 for d in p.lhs_dilation)
     if small or dilated or any(s > 1 for s in p.strides) or w.shape[-1] > 1:
         return depthwise_fold(dx, w, p, split=False)
