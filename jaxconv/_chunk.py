@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxconv._algorithms._common import take_rows
 from jaxconv._typing import ConvParams
 
 
@@ -56,13 +57,7 @@ def row_taker(axis: int, rows: int, stride: int, span: int, pad_lo: int):
     length = (rows - 1) * stride + span
 
     def take(a, i):
-        index = i * rows * stride - pad_lo + jnp.arange(length)
-        inside = (index >= 0) & (index < a.shape[axis])
-        piece = jnp.take(a, jnp.clip(index, 0, a.shape[axis] - 1), axis=axis)
-        shape = [1] * a.ndim
-        shape[axis] = length
-        mask = inside.reshape(shape)  # (1, .., L, .., 1): L window rows on `axis`
-        return jnp.where(mask, piece, jnp.zeros((), a.dtype))
+        return take_rows(a, i * rows * stride - pad_lo + jnp.arange(length), axis)
 
     return take
 

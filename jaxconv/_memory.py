@@ -140,19 +140,28 @@ def workspace_bytes(problem: Problem, name: str, piece: bool = False) -> int:
         groups, ig, og = problem.groups, x_shape[-1], w_shape[-1]
         tiles = winograd_tiles(problem, m)
         return compute_itemsize(problem) * positions * groups * (tiles * (ig + og) + ig * og)
-    if name == "xla2d":  # input padded on the leading axes (XLA pads the last two),
-        # then the folded taps, or one tap's window and two partial sums; the kernel taps
-        lead = [
-            dilate_dim(s, d) + lo + hi
-            for s, d, (lo, hi) in zip(x_shape[1:-4], p.lhs_dilation[:-2], p.pads[:-2])
-        ]
-        planes = math.prod(x_shape[-4:]) * x_shape[0] * itemsize
-        padded = 0 if tuple(lead) == x_shape[1:-4] else math.prod(lead) * planes
-        kernel = math.prod(w_shape) * itemsize  # each tap's kernel is sliced out (copied)
-        if x_shape[-1] < FOLD_MAX_CHANNELS:
-            return padded + math.prod(problem.kernel[:-2]) * math.prod(lead) * planes + kernel
+    if name == "xla2d":
+        # 16-bit inputs: XLA:CPU converts x and w to float32 for its convs, whole.
+        wide = compute_itemsize(problem)
+        converted = 0 if wide == itemsize else (math.prod(x_shape) + math.prod(w_shape)) * wide
+        lead = [dilate_dim(s, d) for s, d in zip(x_shape[1:-4], p.lhs_dilation[:-2])]
+        planes = math.prod(x_shape[-4:]) * x_shape[0] * wide
+        dilated = 0 if tuple(lead) == x_shape[1:-4] else math.prod(lead) * planes
+        if x_shape[-1] < FOLD_MAX_CHANNELS:  # the padded input, then the taps' windows
+            # in the channels (XLA pads the last two axes); the kernel laid out for it
+            padded = [s + lo + hi for s, (lo, hi) in zip(lead, p.pads[:-2])]
+            copy = 0 if padded == lead else math.prod(padded) * planes
+            windows = math.prod(problem.kernel[:-2]) * math.prod(padded) * planes
+            kernel = math.prod(w_shape) * wide
+            return converted + dilated + copy + windows + kernel
+        # One tap at a time: its window, its kernel slice and its 2-D output. The sum is
+        # carried in the output unless it is wider, or the loop runs in a piece (its
+        # sum leaves the piece's conditional as a copy, `_chunk._own_fusion`).
         window = math.prod(problem.out_spatial[:-2]) * planes
-        return padded + window + 2 * out_bytes + kernel
+        kernel = math.prod(w_shape[-5:]) * wide
+        acc = out_bytes * wide // itemsize
+        carried = acc if piece or wide > itemsize else 0
+        return converted + dilated + window + kernel + acc + carried
     raise ValueError(f"no workspace estimate for algorithm {name!r}")
 
 

@@ -17,14 +17,15 @@ from tests.util import assert_close, random
 LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "DHWIO", "NDHWC")}
 
 
-def spec(shape):
-    return jax.ShapeDtypeStruct(shape, jnp.float32)
+def spec(shape, dtype=jnp.float32):
+    return jax.ShapeDtypeStruct(shape, dtype)
 
 
-def plan_for(xs, ws, strides, groups, algorithm="auto", padding="SAME", dn=None):
+def plan_for(xs, ws, strides, groups, algorithm="auto", padding="SAME", dn=None, dtype=jnp.float32):
     dn = dn or LAYOUT[len(xs)]
+    x, w = spec(xs, dtype), spec(ws, dtype)
     return _conv._plan(
-        spec(xs), spec(ws), strides, padding, None, None, dn, groups, 1, None, None, algorithm, "t"
+        x, w, strides, padding, None, None, dn, groups, 1, None, None, algorithm, "t"
     )
 
 
@@ -48,7 +49,9 @@ LAYERS = [
     ((2, 2048, 32), (128, 1, 32), (1,), 32, "SAME"),  # 1-D fft
     ((2, 112, 112, 3), (16, 16, 3, 192), (16, 16), 1, "VALID"),  # pointwise patches
     ((1, 8, 56, 56, 3), (3, 3, 3, 3, 32), (1, 1, 1), 1, "SAME"),  # xla2d, taps folded
-    ((8, 4, 14, 14, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "SAME"),  # xla2d, unrolled
+    ((8, 4, 14, 14, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "SAME"),  # xla2d, batch chunks
+    ((1, 8, 28, 28, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "SAME"),  # xla2d, row chunks
+    ((1, 8, 14, 14, 128), (3, 3, 3, 128, 256), (2, 2, 2), 1, "SAME"),  # xla2d, strided
 ]
 
 
@@ -90,6 +93,16 @@ def test_workspace_estimate_matches_memory_analysis(xs, ws, strides, groups, pad
     )
     estimate = _memory.workspace_bytes(problem, name)
     assert 0.6 * estimate - 2**16 <= temp <= 1.3 * estimate + 2**16, (name, temp, estimate)
+
+
+@pytest.mark.parametrize("xs, ws, strides", [LAYERS[-2][:3], LAYERS[-1][:3]])
+def test_xla2d_estimate_counts_float32_copies_of_16bit_inputs(xs, ws, strides):
+    """XLA:CPU converts bfloat16 x and w to float32, whole, for its convs."""
+    plan, problem = plan_for(xs, ws, strides, 1, algorithm="xla2d", dtype=jnp.bfloat16)
+    x, w = spec(xs, jnp.bfloat16), spec(ws, jnp.bfloat16)
+    temp, _ = compiled_memory(lambda x, w: _conv._run(x, w, plan), x, w)
+    estimate = _memory.workspace_bytes(problem, "xla2d")
+    assert 0.6 * estimate <= temp <= 1.3 * estimate, (temp, estimate)
 
 
 def test_chunks_shrink_the_measured_workspace():

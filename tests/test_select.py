@@ -39,8 +39,10 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((4, 99, 512), (2, 512, 512), (2,), 1, "xla/pointwise"),  # wav2vec2 conv6 patches
         ((4, 56, 56, 64), (1, 1, 64, 8), (2, 2), 1, "pointwise"),  # 1x1/2: no patches
         ((1, 16, 32, 32, 3), (3, 3, 3, 3, 64), (1, 1, 1), 1, "xla2d"),  # video stem
-        ((8, 4, 16, 16, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # in 8 chunks
-        ((1, 8, 28, 28, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla/xla2d"),  # taps over budget
+        ((8, 4, 16, 16, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # in chunks
+        ((1, 8, 28, 28, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # 3-D ResNet layer1
+        # One output row, one image: a tap's kernel, window and output over the budget.
+        ((1, 2, 16, 16, 64), (2, 3, 3, 64, 64), (1, 1, 1), 1, "xla/xla2d"),
         ((1, 4, 8, 8, 8), (3, 3, 3, 1, 8), (1, 1, 1), 8, "depthwise"),
         ((1, 1000, 1), (10, 1, 16), (5,), 1, "direct/xla"),  # audio stem
         ((1, 16, 16, 8), (3, 3, 8, 8), (1, 1), 1, "xla"),

@@ -71,7 +71,11 @@ from jaxconv._algorithms.winograd import (  # noqa: E402
     winograd_unsupported,
 )
 from jaxconv._algorithms.xla import conv_xla  # noqa: E402
-from jaxconv._algorithms.xla2d import conv_xla2d, xla2d_unsupported  # noqa: E402
+from jaxconv._algorithms.xla2d import (  # noqa: E402
+    conv_xla2d,
+    conv_xla2d_terms,
+    xla2d_unsupported,
+)
 
 
 def with_tangents(primal, tangent, name: str):
@@ -106,7 +110,7 @@ def with_tangents(primal, tangent, name: str):
 def conv_exact(x, w, p: ConvParams):
     """The fastest exact algorithm for the tangents of an inexact forward: XLA's conv,
     or for 3-D and up `xla2d` (whose backward beats XLA's 3-D one)."""
-    return conv_xla2d(x, w, p) if w.ndim - 3 >= 3 else conv_xla(x, w, p)
+    return conv_xla2d_terms(x, w, p) if w.ndim - 3 >= 3 else conv_xla(x, w, p)
 
 
 REGISTRY: dict[str, AlgorithmInfo] = {
@@ -125,13 +129,16 @@ REGISTRY: dict[str, AlgorithmInfo] = {
         with_tangents(conv_winograd4, conv_exact, "conv_winograd4"), winograd_unsupported
     ),
     "xla": AlgorithmInfo(conv_xla),
-    "xla2d": AlgorithmInfo(conv_xla2d, xla2d_unsupported),
+    # One leading tap at a time forward; tangents from the written-out sum of 2-D convs.
+    "xla2d": AlgorithmInfo(
+        with_tangents(conv_xla2d, conv_xla2d_terms, "conv_xla2d"), xla2d_unsupported
+    ),
     # Forward by one algorithm, gradients by another (see `with_tangents`).
     "xla/direct": AlgorithmInfo(with_tangents(conv_xla, conv_direct, "conv_xla_direct")),
     "direct/xla": AlgorithmInfo(with_tangents(conv_direct, conv_xla, "conv_direct_xla")),
     "xla/fft": AlgorithmInfo(with_tangents(conv_xla, conv_fft, "conv_xla_fft"), fft_unsupported),
     "xla/xla2d": AlgorithmInfo(
-        with_tangents(conv_xla, conv_xla2d, "conv_xla_xla2d"), xla2d_unsupported
+        with_tangents(conv_xla, conv_xla2d_terms, "conv_xla_xla2d"), xla2d_unsupported
     ),
     "xla/pointwise": AlgorithmInfo(
         with_tangents(conv_xla, conv_pointwise, "conv_xla_pointwise"), pointwise_unsupported

@@ -66,6 +66,17 @@ def padded_tap_window(x, tap, fill, pads, strides, dilation, out):
     return lax.pad(window, jnp.asarray(fill, x.dtype), config)
 
 
+def take_rows(x, index, axis: int):
+    """x's rows `index` (a traced int vector) along `axis`, zero where they fall outside
+    it: padding read in place, with no padded copy of x."""
+    inside = (index >= 0) & (index < x.shape[axis])
+    rows = jnp.take(x, jnp.clip(index, 0, x.shape[axis] - 1), axis=axis)
+    shape = [1] * x.ndim
+    shape[axis] = index.shape[0]
+    mask = inside.reshape(shape)  # (1, .., L, .., 1): the L rows taken on `axis`
+    return jnp.where(mask, rows, jnp.zeros((), x.dtype))
+
+
 def strided_window(x, tap, dilation, strides, out, lead: int = 1):
     """The input elements that kernel tap `tap` meets at every output position.
 

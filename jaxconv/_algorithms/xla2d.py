@@ -7,12 +7,17 @@ therefore unrolled over their kernel taps, and each tap becomes a 2-D conv over
 
     out[n, d, :, :] = sum_t conv2d(x_pad[n, d*s + t*dil], w[t])
 
+The forward adds the terms one tap at a time in a loop (`_tap_loop`), so that only
+one tap's window, kernel slice and 2-D output are held at once: written out, XLA
+computed every tap's window and kernel slice up front (the whole kernel copied
+again). The tangents, and so the gradients, take the written-out sum
+(`conv_xla2d_terms`), whose transpose is XLA's 2-D backward convs.
+
 With few input channels (a video stem's 3), the taps go into the channels
 instead: one 2-D conv over T*Ig channels, since XLA's 2-D conv is weak on very
-few channels. Autodiff gives XLA's 2-D backward convs, so the backward pass
-gains too (bench/results: 3-D ResNet-18/C3D layers 1.2-3.7x forward, 2.9-15x
-with the backward). It is the plain decomposition of an N-D convolution into a
-sum of (N-1)-D ones over the leading kernel taps, applied until 2-D remains.
+few channels. bench/results: 3-D ResNet-18/C3D layers 1.7-7x forward, 3-7x with
+the backward. It is the plain decomposition of an N-D convolution into a sum of
+(N-1)-D ones over the leading kernel taps, applied until 2-D remains.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxconv._algorithms import _common
 from jaxconv._algorithms.xla import conv_xla
@@ -40,43 +46,111 @@ def xla2d_unsupported(problem) -> str | None:
 
 
 def conv_xla2d(x, w, p: ConvParams):
-    """x: (N, *S, G, Ig), w: (*K, Ig, G, Og) with len(K) >= 3 -> (N, *O, G, Og)."""
+    """x: (N, *S, G, Ig), w: (*K, Ig, G, Og) with len(K) >= 3 -> (N, *O, G, Og).
+
+    The forward: taps in the channels, or one tap at a time."""
     with jax.named_scope("jaxconv.xla2d"):
-        n_lead = w.ndim - 3 - 2
-        lead = slice(0, n_lead)
-        # The leading axes are padded here; the last two are left to XLA's 2-D conv.
-        xp = _common.pad_spatial(
-            x, p.pads[lead], p.lhs_dilation[lead], 0, lead=1, trail=4
-        )  # (N, *Lp, H, W, G, Ig)
-        lead_p = dataclasses.replace(p, strides=p.strides[lead], rhs_dilation=p.rhs_dilation[lead])
-        out_lead = _common.out_spatial(xp.shape[1 : 1 + n_lead], w.shape[lead], lead_p)
-        plane = dataclasses.replace(
-            p,
-            strides=p.strides[n_lead:],
-            pads=p.pads[n_lead:],
-            lhs_dilation=p.lhs_dilation[n_lead:],
-            rhs_dilation=p.rhs_dilation[n_lead:],
-            preferred_element_type=p.acc_dtype,
-            out_dtype=p.acc_dtype,
-        )
-        taps = list(_common.taps(w.shape[lead]))
-        windows = (
-            _common.strided_window(xp, tap, lead_p.rhs_dilation, lead_p.strides, out_lead)
-            for tap in taps
-        )  # each (N, *Ol, H, W, G, Ig)
-        batch = x.shape[0] * math.prod(out_lead)
         if x.shape[-1] < FOLD_MAX_CHANNELS:
-            stacked = jnp.concatenate(list(windows), axis=-1)  # (N, *Ol, H, W, G, T*Ig)
-            planes = stacked.reshape(batch, *stacked.shape[1 + n_lead :])  # (B, H, W, G, T*Ig)
-            wt = w.reshape(len(taps), *w.shape[n_lead:])  # (T, kh, kw, Ig, G, Og)
-            wt = jnp.moveaxis(wt, 0, 2)  # (kh, kw, T, Ig, G, Og)
-            wt = wt.reshape(*wt.shape[:2], -1, *wt.shape[-2:])  # (kh, kw, T*Ig, G, Og)
-            acc = conv_xla(planes, wt, plane)  # (B, Ho, Wo, G, Og)
-        else:
-            acc = None
-            for tap, window in zip(taps, windows):
-                planes = window.reshape(batch, *window.shape[1 + n_lead :])  # (B, H, W, G, Ig)
-                term = conv_xla(planes, w[tap], plane)  # (B, Ho, Wo, G, Og)
-                acc = term if acc is None else acc + term
-        out = acc.reshape(x.shape[0], *out_lead, *acc.shape[1:])  # (N, *Ol, Ho, Wo, G, Og)
-        return out.astype(p.out_dtype)
+            return _folded(x, w, p)
+        return _tap_loop(x, w, p)
+
+
+def conv_xla2d_terms(x, w, p: ConvParams):
+    """As `conv_xla2d`, the sum over the leading taps written out: what the tangents
+    (and by transposition the gradients) of "xla2d" run."""
+    with jax.named_scope("jaxconv.xla2d"):
+        if x.shape[-1] < FOLD_MAX_CHANNELS:
+            return _folded(x, w, p)
+        return _unrolled(x, w, p)
+
+
+def _split(p: ConvParams, n_lead: int):
+    """(params of the leading axes, params of the 2-D convs over the last two)."""
+    lead = dataclasses.replace(p, strides=p.strides[:n_lead], rhs_dilation=p.rhs_dilation[:n_lead])
+    plane = dataclasses.replace(
+        p,
+        strides=p.strides[n_lead:],
+        pads=p.pads[n_lead:],
+        lhs_dilation=p.lhs_dilation[n_lead:],
+        rhs_dilation=p.rhs_dilation[n_lead:],
+        preferred_element_type=p.acc_dtype,
+        out_dtype=p.acc_dtype,
+    )
+    return lead, plane
+
+
+def _lead_windows(x, w, p: ConvParams):
+    """(every leading tap, its window of x (N, *Ol, H, W, G, Ig), *Ol, 2-D conv params),
+    the windows as a generator over a copy of x padded on the leading axes (XLA pads
+    the last two)."""
+    n_lead = w.ndim - 5
+    lead = slice(0, n_lead)
+    xp = _common.pad_spatial(
+        x, p.pads[lead], p.lhs_dilation[lead], 0, lead=1, trail=4
+    )  # (N, *Lp, H, W, G, Ig)
+    lead_p, plane = _split(p, n_lead)
+    out_lead = _common.out_spatial(xp.shape[1 : 1 + n_lead], w.shape[lead], lead_p)
+    taps = list(_common.taps(w.shape[lead]))
+    windows = (
+        _common.strided_window(xp, tap, lead_p.rhs_dilation, lead_p.strides, out_lead)
+        for tap in taps
+    )  # each (N, *Ol, H, W, G, Ig)
+    return taps, windows, out_lead, plane
+
+
+def _folded(x, w, p: ConvParams):
+    """Every leading tap's window in the channels: one 2-D conv over T*Ig channels."""
+    n_lead = w.ndim - 5
+    taps, windows, out_lead, plane = _lead_windows(x, w, p)
+    stacked = jnp.concatenate(list(windows), axis=-1)  # (N, *Ol, H, W, G, T*Ig)
+    planes = stacked.reshape(-1, *stacked.shape[1 + n_lead :])  # (B, H, W, G, T*Ig)
+    wt = w.reshape(len(taps), *w.shape[n_lead:])  # (T, kh, kw, Ig, G, Og)
+    wt = jnp.moveaxis(wt, 0, 2)  # (kh, kw, T, Ig, G, Og)
+    wt = wt.reshape(*wt.shape[:2], -1, *wt.shape[-2:])  # (kh, kw, T*Ig, G, Og)
+    acc = conv_xla(planes, wt, plane)  # (B, Ho, Wo, G, Og)
+    out = acc.reshape(x.shape[0], *out_lead, *acc.shape[1:])  # (N, *Ol, Ho, Wo, G, Og)
+    return out.astype(p.out_dtype)
+
+
+def _unrolled(x, w, p: ConvParams):
+    """One 2-D conv per leading tap, summed, all in one expression."""
+    n_lead = w.ndim - 5
+    taps, windows, out_lead, plane = _lead_windows(x, w, p)
+    acc = None
+    for tap, window in zip(taps, windows):
+        planes = window.reshape(-1, *window.shape[1 + n_lead :])  # (B, H, W, G, Ig)
+        term = conv_xla(planes, w[tap], plane)  # (B, Ho, Wo, G, Og)
+        acc = term if acc is None else acc + term
+    out = acc.reshape(x.shape[0], *out_lead, *acc.shape[1:])  # (N, *Ol, Ho, Wo, G, Og)
+    return out.astype(p.out_dtype)
+
+
+def _tap_loop(x, w, p: ConvParams):
+    """`_unrolled`'s sum in a `fori_loop` over the leading taps: each step takes its
+    tap's window of rows (the padding zero-filled as it is read, so no padded copy),
+    its kernel slice, and adds its 2-D conv to the carried sum."""
+    n_lead = w.ndim - 5
+    lead = slice(0, n_lead)
+    x = _common.pad_spatial(x, [(0, 0)] * n_lead, p.lhs_dilation[lead], 0, lead=1, trail=4)
+    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[1 : 1 + n_lead], p.pads[lead])]
+    lead_p, plane = _split(p, n_lead)
+    out_lead = _common.out_spatial(padded, w.shape[lead], lead_p)
+    plane_shape, kernel_shape = x.shape[1 + n_lead :], w.shape[n_lead:]
+    # The loop's operands flattened, in XLA's default layout: a canonical view with its
+    # unit group axis laid out apart was copied whole into the loop.
+    xf = x.reshape(*x.shape[: 1 + n_lead], -1)  # (N, *L, H*W*G*Ig)
+    wf = w.reshape(-1, math.prod(kernel_shape))  # (T, kh*kw*Ig*G*Og)
+
+    def term(t):
+        window = xf
+        for axis, k in enumerate(jnp.unravel_index(t, w.shape[lead])):
+            (lo, _), s, d = p.pads[axis], lead_p.strides[axis], lead_p.rhs_dilation[axis]
+            index = jnp.arange(out_lead[axis]) * s + k * d - lo
+            window = _common.take_rows(window, index, 1 + axis)
+        planes = window.reshape(-1, *plane_shape)  # (B, H, W, G, Ig), B = N * prod(Ol)
+        kernel = lax.dynamic_index_in_dim(wf, t, keepdims=False).reshape(kernel_shape)
+        return conv_xla(planes, kernel, plane)  # (B, Ho, Wo, G, Og)
+
+    acc = lax.fori_loop(1, wf.shape[0], lambda t, acc: acc + term(t), term(0))
+    out = acc.reshape(x.shape[0], *out_lead, *acc.shape[1:])  # (N, *Ol, Ho, Wo, G, Og)
+    return out.astype(p.out_dtype)
