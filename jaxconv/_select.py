@@ -123,9 +123,9 @@ def auto_rule(problem: Problem) -> str:
          gradients): their relayout made wav2vec2's k2/2 512->512 0.76-0.96x forward
          and ViT's 16x16/16 stem 0.83x at batch 1.
       4. 3-D (and higher) dense convs -> "xla2d": XLA's strong 2-D conv over the last two
-         axes, one leading tap at a time (forward 1.2-3.4x, with the backward 3-16x).
+         axes, one leading tap at a time (forward 1.2-3.5x, with the backward 3-20x).
          Where one tap's kernel, window and output do not fit -> "xla/xla2d": XLA's
-         forward, the 2-D convs' gradients (fwd+bwd 4-18x).
+         forward, the 2-D convs' gradients (fwd+bwd 3-18x).
       5. a single input channel (audio stems) -> "direct/xla": per-tap forward (~1.2-1.4x),
          XLA's gradients.
       6. 2-D dense 3x3 stride-1 convs with 64+ input channels per group and inputs up

@@ -15,7 +15,7 @@ again). The tangents, and so the gradients, take the written-out sum
 
 With few input channels (a video stem's 3), the taps go into the channels
 instead: one 2-D conv over T*Ig channels, since XLA's 2-D conv is weak on very
-few channels. bench/results: 3-D ResNet-18/C3D layers 1.7-7x forward, 3-7x with
+few channels. bench/results: 3-D ResNet-18/C3D layers 1.2-3.5x forward, 3-20x with
 the backward. It is the plain decomposition of an N-D convolution into a sum of
 (N-1)-D ones over the leading kernel taps, applied until 2-D remains.
 """
