@@ -109,12 +109,13 @@ def auto_rule(problem: Problem) -> str:
 
     On CPU:
       1. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft" if it fits:
-         depthwise 16-68x; dense 1-D 2-3x (long signals in overlap-save segments).
-         Where the kernel spectra outnumber the signal's (many channels, short
-         signals), or the FFT does not fit whole, dense convs get "xla/fft": XLA's
-         forward, FFT gradients (wav2vec2 pos_conv: fwd+bwd 17x). In pieces of rows
-         the dense FFT lost its lead: 1-D k64 16->16 forward 0.2-0.9x, against 1.4-2.7x
-         whole (pieces of 128-256 outputs). Depthwise ones go on to 2.
+         depthwise 11-110x; grouped 1-D k128 (4 channels per group) 11x; dense 1-D
+         1.3-2x (long signals in overlap-save segments). Dense pieces must keep 8192
+         output positions (`_memory._piece_ok`): smaller ones lost the FFT's lead
+         (1-D k64 16->16 on 4x4096: 0.8-1.0x in pieces of 1024-4096 positions, 1.9x
+         whole). Where the kernel spectra outnumber the signal's (many channels, short
+         signals), or no such pieces fit, dense convs get "xla/fft": XLA's forward, FFT
+         gradients (wav2vec2 pos_conv: fwd+bwd 17x). Depthwise ones go on to 2.
       2. depthwise (one input channel per group, several groups) -> "depthwise":
          XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
       3. windows that do not overlap (1x1 kernels; patch embeddings such as 4x4/4)
@@ -147,7 +148,7 @@ def auto_rule(problem: Problem) -> str:
     large = taps >= FFT_MIN_TAPS or (len(problem.kernel) == 1 and taps >= FFT_MIN_TAPS_1D)
     if large and _stride_one(problem):
         dense = REGISTRY["depthwise"].supports(problem) is not None
-        if _fft_fits(problem) and not (dense and fit_chunks(problem, "fft").count > 1):
+        if _fft_fits(problem):
             return "fft"
         fft_ok = REGISTRY["fft"].supports(problem) is None
         if dense and fft_ok and backward_fft_fits(problem):  # XLA's forward: no workspace

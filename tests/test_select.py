@@ -24,9 +24,10 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((2, 28, 28, 64), (31, 31, 1, 64), (1, 1), 64, "fft"),  # large depthwise kernel
         ((1, 32, 32, 8), (31, 31, 1, 8), (1, 1), 8, "depthwise"),  # spectra 4x the image
         ((1, 32, 32, 8), (31, 31, 1, 8), (2, 2), 8, "depthwise"),  # strided: no fft
-        ((2, 1024, 8), (64, 8, 8), (1,), 1, "xla/fft"),  # dense 1-D: fft only in pieces
+        ((2, 1024, 8), (64, 8, 8), (1,), 1, "xla/fft"),  # dense 1-D: pieces too small
+        ((8, 16000, 32), (64, 32, 32), (1,), 1, "fft"),  # long signal: pieces of 16000
         ((1, 499, 768), (128, 48, 768), (1,), 16, "xla/fft"),  # wav2vec2 pos_conv
-        ((8, 4096, 64), (128, 4, 64), (1,), 16, "xla/fft"),  # long signal, in pieces
+        ((8, 4096, 64), (128, 4, 64), (1,), 16, "fft"),  # grouped, in pieces of groups
         ((2, 1024, 8), (64, 8, 8), (2,), 1, "xla"),
         ((1, 64, 2048), (64, 2048, 2048), (1,), 1, "xla"),  # spectra over the budget
         ((1, 16, 16, 8), (1, 1, 8, 4), (1, 1), 1, "pointwise"),
