@@ -264,8 +264,8 @@ def _piece_ok(piece: Problem, name: str, axis: str) -> bool:
       rows: its window overlaps the next one's by the kernel's extent less the
       stride. EfficientNet's 5x5 14x14x672 in 14 pieces of one row (each reading 5)
       ran 19-21x lax forward, in 4 pieces of the batch 31-32x;
-    - a dense FFT piece (more than one input channel per group) must keep 8192 output
-      positions (images x outputs): each piece transforms the whole kernel again. 1-D
+    - a dense FFT piece of rows or images (more than one input channel per group)
+      must keep 8192 output positions: each piece transforms the whole kernel again. 1-D
       k64 16->16 on 4x4096 ran 0.8-1.0x lax in pieces of 1024-4096 positions, against
       1.9x whole; k64 32->32 on 8x16000 ran 1.1x in pieces of 8000, 1.5-2.0x in pieces
       of 16000-64000.
@@ -277,7 +277,7 @@ def _piece_ok(piece: Problem, name: str, axis: str) -> bool:
     if name == "depthwise" and axis == "rows":
         share = piece.out_spatial[0] * piece.params.strides[0]
         return piece.x_shape[1] <= DEPTHWISE_MAX_ROW_READS * share
-    if name == "fft" and piece.x_shape[-1] > 1:
+    if name == "fft" and piece.x_shape[-1] > 1 and axis != "groups":
         return piece.x_shape[0] * math.prod(piece.out_spatial) >= FFT_MIN_PIECE_OUTPUTS
     return True
 

@@ -110,8 +110,8 @@ def auto_rule(problem: Problem) -> str:
     On CPU:
       1. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft" if it fits:
          depthwise 11-110x; grouped 1-D k128 (4 channels per group) 11x; dense 1-D
-         1.3-2x (long signals in overlap-save segments). Dense pieces must keep 8192
-         output positions (`_memory._piece_ok`): smaller ones lost the FFT's lead
+         1.3-2x (long signals in overlap-save segments). Dense pieces of rows or images
+         keep 8192 output positions (`_memory._piece_ok`): smaller ones lost the lead
          (1-D k64 16->16 on 4x4096: 0.8-1.0x in pieces of 1024-4096 positions, 1.9x
          whole). Where the kernel spectra outnumber the signal's (many channels, short
          signals), or no such pieces fit, dense convs get "xla/fft": XLA's forward, FFT

@@ -55,7 +55,14 @@ LAYERS = [
 ]
 
 
-@pytest.mark.parametrize("xs, ws, strides, groups, padding", LAYERS)
+# Grouped FFT (several channels per group, one segment), in group chunks. Its estimate
+# is a third short of what XLA holds whole (13.3 MB against 8.8; depthwise and dense
+# FFTs: within 2%), so it is checked here, on the measured peak, and not against the
+# estimate below.
+GROUPED_FFT = [((2, 4096, 64), (128, 4, 64), (1,), 16, "SAME")]
+
+
+@pytest.mark.parametrize("xs, ws, strides, groups, padding", LAYERS + GROUPED_FFT)
 def test_auto_forward_peak_within_budget_of_lax(xs, ws, strides, groups, padding):
     plan, problem = plan_for(xs, ws, strides, groups, padding=padding)
     assert plan.algorithm != "xla", "the table should exercise algorithms with a workspace"

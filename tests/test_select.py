@@ -28,6 +28,7 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((8, 16000, 32), (64, 32, 32), (1,), 1, "fft"),  # long signal: pieces of 16000
         ((1, 499, 768), (128, 48, 768), (1,), 16, "xla/fft"),  # wav2vec2 pos_conv
         ((8, 4096, 64), (128, 4, 64), (1,), 16, "fft"),  # grouped, in pieces of groups
+        ((1, 4096, 64), (128, 4, 64), (1,), 16, "fft"),  # under 8192 positions: groups
         ((2, 1024, 8), (64, 8, 8), (2,), 1, "xla"),
         ((1, 64, 2048), (64, 2048, 2048), (1,), 1, "xla"),  # spectra over the budget
         ((1, 16, 16, 8), (1, 1, 8, 4), (1, 1), 1, "pointwise"),
