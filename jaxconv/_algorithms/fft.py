@@ -101,10 +101,13 @@ def kernel_spectra_dominate(x_shape, w_shape, padded_spatial) -> bool:
 
 def fft_workspace_bytes(x_shape, w_shape, padded_spatial, itemsize: int) -> int:
     """Complex spectra of input, kernel and output that the FFT path holds: complex
-    (2 * itemsize) on half the bins of the last axis (rfft), so itemsize per sample."""
+    (2 * itemsize) on half the bins of the last axis (rfft), so itemsize per sample.
+    Several groups of several channels hold the signal spectra twice: XLA lays them out
+    again for the contraction's batch of frequencies and groups."""
     split = segments(x_shape, w_shape, padded_spatial)
     signal, kernel = _sizes(split, x_shape[0], x_shape[-2], x_shape[-1], w_shape[-1])
-    return itemsize * (signal + kernel)
+    relaid = signal if x_shape[-2] > 1 and x_shape[-1] > 1 else 0
+    return itemsize * (signal + relaid + kernel)
 
 
 def _split(x, axis: int, count: int, length: int, per: int):
