@@ -150,6 +150,18 @@ def test_depthwise_row_pieces_read_at_most_twice_their_rows():
     assert (piece.x_shape[1], piece.out_spatial[0]) == (11, 4)
 
 
+def test_depthwise_single_image_pieces_give_way_to_groups_of_64_channels():
+    """ConvNeXt's 7x7 7x7x768 in 8 pieces of one image ran 13.6-17.5x lax forward, in
+    pieces of groups 21-30x; with 12 channels a group piece, the images stay cut."""
+    _, problem = plan_for((8, 7, 7, 768), (7, 7, 1, 768), (1, 1), 768)
+    chunks = _memory.fit_chunks(problem, "depthwise")
+    assert chunks.axis == "groups" and 768 // chunks.count >= 64, chunks
+    allowed = (_memory.MEMORY_BUDGET - 1) * _memory.io_bytes(problem)
+    assert _memory._chunk_bytes(problem, "depthwise", "batch", 8) <= allowed  # it would fit
+    _, narrow = plan_for((8, 7, 7, 96), (7, 7, 1, 96), (1, 1), 96)
+    assert _memory.fit_chunks(narrow, "depthwise") == Chunks("batch", 8)
+
+
 CHUNKED = [
     # (x shape, w shape, groups, layout, algorithm, chunks)
     ((4, 9, 9, 6), (3, 3, 1, 12), 6, LAYOUT[4], "depthwise", Chunks("batch", 2)),
