@@ -213,7 +213,8 @@ def chunk_extents(problem: Problem, name: str) -> list[tuple[str, int]]:
     the batch in a loop would gather it on every device. The FFT cuts whole groups
     first (its transforms are per channel anyway); the depthwise fold cuts them last
     (narrow channel slices measured 2-5x slower than rows or batch pieces, though
-    still far ahead of XLA's grouped conv).
+    still far ahead of XLA's grouped conv), except where a batch piece would hold a
+    single image and the groups' pieces 64+ channels (`_piece_ok`).
     """
     p = problem.params
     rows = ("rows", problem.out_spatial[0] if p.lhs_dilation[0] == 1 else 1)
