@@ -98,6 +98,13 @@ def _lead_windows(x, w, p: ConvParams):
     return taps, windows, out_lead, plane
 
 
+def _unfold(acc, n: int, out_lead, p: ConvParams):
+    """The 2-D convs' output, its batch unfolded into images and leading positions:
+    (N * prod(Ol), Ho, Wo, G, Og) -> (N, *Ol, Ho, Wo, G, Og), in the output dtype."""
+    out = acc.reshape(n, *out_lead, *acc.shape[1:])  # (N, *Ol, Ho, Wo, G, Og)
+    return out.astype(p.out_dtype)
+
+
 def _folded(x, w, p: ConvParams):
     """Every leading tap's window in the channels: one 2-D conv over T*Ig channels."""
     n_lead = w.ndim - 5
@@ -108,8 +115,7 @@ def _folded(x, w, p: ConvParams):
     wt = jnp.moveaxis(wt, 0, 2)  # (kh, kw, T, Ig, G, Og)
     wt = wt.reshape(*wt.shape[:2], -1, *wt.shape[-2:])  # (kh, kw, T*Ig, G, Og)
     acc = conv_xla(planes, wt, plane)  # (B, Ho, Wo, G, Og)
-    out = acc.reshape(x.shape[0], *out_lead, *acc.shape[1:])  # (N, *Ol, Ho, Wo, G, Og)
-    return out.astype(p.out_dtype)
+    return _unfold(acc, x.shape[0], out_lead, p)
 
 
 def _unrolled(x, w, p: ConvParams):
@@ -121,8 +127,7 @@ def _unrolled(x, w, p: ConvParams):
         planes = window.reshape(-1, *window.shape[1 + n_lead :])  # (B, H, W, G, Ig)
         term = conv_xla(planes, w[tap], plane)  # (B, Ho, Wo, G, Og)
         acc = term if acc is None else acc + term
-    out = acc.reshape(x.shape[0], *out_lead, *acc.shape[1:])  # (N, *Ol, Ho, Wo, G, Og)
-    return out.astype(p.out_dtype)
+    return _unfold(acc, x.shape[0], out_lead, p)
 
 
 def _tap_loop(x, w, p: ConvParams):
@@ -152,5 +157,4 @@ def _tap_loop(x, w, p: ConvParams):
         return conv_xla(planes, kernel, plane)  # (B, Ho, Wo, G, Og)
 
     acc = lax.fori_loop(1, wf.shape[0], lambda t, acc: acc + term(t), term(0))
-    out = acc.reshape(x.shape[0], *out_lead, *acc.shape[1:])  # (N, *Ol, Ho, Wo, G, Og)
-    return out.astype(p.out_dtype)
+    return _unfold(acc, x.shape[0], out_lead, p)
