@@ -10,13 +10,15 @@ by axis, innermost first (row-major first maximum, as PyTorch).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
-from jaxconv._padding import adaptive_bins, int_tuple
-from jaxconv._pool import _from_nsc, _to_nsc
+from jaxconv._shapes import adaptive_bins, flatten_batch, int_tuple, unflatten_batch
 
 
 def _normalize(inputs, output_size, op):
@@ -31,14 +33,14 @@ def _normalize(inputs, output_size, op):
             )
         output_size = (output_size,) * n
     n = len(output_size)
-    x, batch = _to_nsc(inputs, n, op)
+    x, batch = flatten_batch(inputs, n, op)
     spatial = x.shape[1:-1]
     sizes = tuple(s if o is None else o for o, s in zip(output_size, spatial))
     sizes = int_tuple(sizes, n, "output_size", op)
     return x, batch, sizes
 
 
-def adaptive_avg_pool(inputs, output_size):
+def adaptive_avg_pool(inputs: ArrayLike, output_size: int | Sequence[int | None]) -> jax.Array:
     """Average over PyTorch's adaptive bins.
 
     Shapes: inputs (*batch, *S, C) or (*S, C) -> (*batch, *output_size, C).
@@ -73,10 +75,12 @@ def adaptive_avg_pool(inputs, output_size):
             mat[lo:hi, i] = 1.0 / (hi - lo)
         y = jnp.tensordot(y, jnp.asarray(mat, compute), ((axis,), (0,)), precision="highest")
         y = jnp.moveaxis(y, -1, axis)  # (N, ..., out, ..., C)
-    return _from_nsc(y.astype(x.dtype), batch)
+    return unflatten_batch(y.astype(x.dtype), batch)
 
 
-def adaptive_max_pool(inputs, output_size, *, return_indices=False):
+def adaptive_max_pool(
+    inputs: ArrayLike, output_size: int | Sequence[int | None], *, return_indices: bool = False
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Maximum over PyTorch's adaptive bins; optionally PyTorch-style flat indices.
 
     Shapes: inputs (*batch, *S, C) or (*S, C) -> (*batch, *output_size, C).
@@ -119,13 +123,13 @@ def adaptive_max_pool(inputs, output_size, *, return_indices=False):
         shape[axis], shape[axis + 1] = out, width
         here = jnp.broadcast_to(jnp.asarray(gather.reshape(shape), jnp.int32), g.shape)
         positions[axis] = jnp.take_along_axis(here, pick, axis=axis + 1).squeeze(axis + 1)
-    values = _from_nsc(y, batch)
+    values = unflatten_batch(y, batch)
     if not return_indices:
         return values
     flat_index = jnp.zeros(y.shape, jnp.int32)
     for axis, pos in positions.items():
         flat_index = flat_index + pos * math.prod(spatial[axis:])
-    return values, _from_nsc(flat_index, batch)
+    return values, unflatten_batch(flat_index, batch)
 
 
 def _first_max(g, axis):
@@ -149,7 +153,7 @@ def _spatial_axes(inputs, op):
     return inputs, tuple(range(1, inputs.ndim - 1))
 
 
-def global_avg_pool(inputs, keepdims=False):
+def global_avg_pool(inputs: ArrayLike, keepdims: bool = False) -> jax.Array:
     """Mean over every spatial axis of (N, *S, C) -> (N, C) or (N, *1, C).
 
     Example:
@@ -160,7 +164,7 @@ def global_avg_pool(inputs, keepdims=False):
     return jnp.mean(inputs, axis=axes, keepdims=keepdims)
 
 
-def global_max_pool(inputs, keepdims=False):
+def global_max_pool(inputs: ArrayLike, keepdims: bool = False) -> jax.Array:
     """Maximum over every spatial axis of (N, *S, C) -> (N, C) or (N, *1, C).
 
     Example:

@@ -1,173 +1,88 @@
-"""Public convolution functions: validate and normalise once, choose, dispatch.
+"""Public convolution functions: check once, choose once, run.
 
-public call -> _padding / _layout (normalise) -> _select.choose -> algorithm
--> back to the caller's layout. All array work runs inside one `jax.jit` keyed
-on the static `_Plan`, so eager calls compile once per configuration.
+conv_general_dilated -> _spec.conv_spec (check, normalise) -> _select.conv_choice
+(algorithm + pieces) -> execute (one jit keyed on the static spec and choice:
+caller's layout -> canonical -> algorithm, whole or in pieces -> caller's layout)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax import lax
 
-from jaxconv._algorithms import REGISTRY, Problem
-from jaxconv._chunk import Chunks, chunked, piece_plan
-from jaxconv._layout import Layout, resolve_layout, transpose
-from jaxconv._padding import dilate_dim, int_tuple, resolve_padding, window_output_shape
-from jaxconv._select import choose, chunks_for
-from jaxconv._typing import Algorithm, ConvParams
-
-_PRECISION_NAMES = ("default", "fastest", "high", "highest", "bfloat16", "tensorfloat32", "float32")
+from jaxconv._algorithms import REGISTRY
+from jaxconv._layout import transpose
+from jaxconv._pieces import Pieces, piece_bytes, run_in_pieces, takers
+from jaxconv._select import Choice, auto_conv, conv_candidates, conv_choice, record
+from jaxconv._spec import ConvSpec, apply_out_sharding, check_operand, conv_spec
+from jaxconv._typing import Algorithm, DTypeLike, Padding, PrecisionLike, Sharding
 
 
-def normalize_precision(precision, op: str):
-    """None, a name, a `lax.Precision` or a pair of them -> None, Precision or a pair."""
-    if precision is None or isinstance(precision, lax.Precision):
-        return precision
-    if isinstance(precision, str):
-        try:
-            return lax.Precision(precision.lower())
-        except ValueError:
-            raise ValueError(
-                f"{op}: `precision` (={precision!r}) must be None, a lax.Precision, "
-                f"one of {_PRECISION_NAMES} or a pair of them."
-            ) from None
-    if isinstance(precision, (tuple, list)) and len(precision) == 2:
-        pair = tuple(normalize_precision(p, op) for p in precision)
-        if None not in pair:
-            return pair
-    raise ValueError(
-        f"{op}: `precision` (={precision!r}) must be None, a lax.Precision, "
-        f"one of {_PRECISION_NAMES} or a pair of them."
-    )
-
-
-def _kind(dtype) -> str | None:
-    for kind in ("integer", "floating", "complexfloating"):
-        if jnp.issubdtype(dtype, getattr(jnp, kind)):
-            return kind
-    return None
-
-
-def normalize_preferred(preferred, in_dtype: np.dtype, op: str):
-    """Validate `preferred_element_type` against the input dtype, as lax does."""
-    if preferred is None:
-        return None
-    try:
-        pref = np.dtype(jax.dtypes.canonicalize_dtype(preferred))
-    except TypeError:
-        raise TypeError(
-            f"{op}: `preferred_element_type` (={preferred!r}) is not a dtype."
-        ) from None
-    src, dst = _kind(in_dtype), _kind(pref)
-    int_to_float = src == "integer" and dst == "floating"
-    if dst is None or (src != dst and not int_to_float):
-        raise TypeError(
-            f"{op}: `preferred_element_type` (={pref}) is incompatible with the "
-            f"input dtype {in_dtype}; allowed are (integer, integer), (integer, floating), "
-            "(floating, floating) and (complex, complex)."
-        )
-    if not int_to_float and in_dtype.kind == "i" and pref.kind == "u":
-        raise TypeError(
-            f"{op}: `preferred_element_type` (={pref}) must keep the signedness of {in_dtype}."
-        )
-    if not int_to_float and pref.itemsize < in_dtype.itemsize:
-        raise TypeError(
-            f"{op}: `preferred_element_type` (={pref}) must not be narrower than {in_dtype}."
-        )
-    return pref
-
-
-def check_operand(x, name: str, op: str):
-    """Convert `x` to a jax array; refuse dtypes lax's conv refuses."""
-    try:
-        x = jnp.asarray(x)
-    except TypeError:
-        raise TypeError(f"{op}: `{name}` must be an array, got {type(x).__name__}.") from None
-    if _kind(x.dtype) is None:
-        raise TypeError(f"{op}: `{name}` must have a numeric dtype, got {x.dtype}.")
-    return x
-
-
-def apply_out_sharding(out, sharding):
-    """Honour lax's `out_sharding`: reshard on explicit meshes, else constrain."""
-    if sharding is None:
-        return out
-    mesh = getattr(sharding, "mesh", None)
-    explicit = mesh is None or jax.sharding.AxisType.Explicit in tuple(mesh.axis_types)
-    if explicit:
-        return jax.sharding.reshard(out, sharding)
-    return jax.lax.with_sharding_constraint(out, sharding)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    """Everything static about one call: the jit cache key."""
-
-    layout: Layout
-    batch_groups: int  # > 1: the batch split is moved into the group axis
-    groups: int
-    params: ConvParams
-    algorithm: str
-    out_shape: tuple[int, ...]  # in the caller's layout
-    empty: bool
-    chunks: Chunks = Chunks("batch", 1)  # sequential slices that fit the memory budget
-
-
-@functools.partial(jax.jit, static_argnums=2)
-def _run(lhs, rhs, plan: _Plan):
-    if plan.empty:
-        return jnp.zeros(plan.out_shape, plan.params.out_dtype)
-    if plan.chunks.count == 1:
-        return _canonical_call(lhs, rhs, plan, plan.groups)
-    # Pieces of the caller's arrays (batch_groups is 1 here), not of canonical views.
-    layout, count = plan.layout, plan.chunks.count
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def execute(lhs, rhs, spec: ConvSpec, choice: Choice):
+    """The convolution `spec` describes, run as `choice` says; lhs, rhs and the result
+    in the caller's layout."""
+    if spec.empty:
+        return jnp.zeros(spec.out_shape, spec.problem.params.out_dtype)
+    algorithm = REGISTRY[choice.algorithm]
+    count = choice.pieces.count
+    if count == 1 or spec.batch_groups > 1:
+        return _canonical_call(lhs, rhs, spec, spec.groups, algorithm.fn)
+    # Pieces of the caller's arrays, not of canonical views (a loop would copy those).
+    layout = spec.layout
     out_c = len(layout.canon_to_out) - 1
-    take_x, take_w, axis, params = piece_plan(
-        plan.chunks,
+    take_x, take_w, axis, params = takers(
+        choice.pieces,
         lhs,
         rhs,
-        plan.params,
+        spec.problem.params,
         (layout.lhs_to_canon[0], layout.lhs_to_canon[-1], layout.lhs_to_canon[1]),
         (layout.rhs_to_canon[0], layout.rhs_to_canon[-1]),
         tuple(layout.canon_to_out.index(i) for i in (0, out_c, 1)),
     )
-    piece = dataclasses.replace(plan, params=params)
-    groups = plan.groups // count if plan.chunks.axis == "groups" else plan.groups
-    run = chunked(
-        lambda x, w: _canonical_call(x, w, piece, groups, REGISTRY[plan.algorithm].in_pieces),
+    piece_spec = dataclasses.replace(spec, problem=dataclasses.replace(spec.problem, params=params))
+    groups = spec.groups // count if choice.pieces.axis == "groups" else spec.groups
+    run = run_in_pieces(
+        lambda x, w: _canonical_call(x, w, piece_spec, groups, algorithm.in_pieces),
         count,
         take_x,
         take_w,
         axis,
-        whole=lambda x, w: _canonical_call(x, w, plan, plan.groups),
+        whole=lambda x, w: _canonical_call(x, w, spec, spec.groups, algorithm.fn),
     )
     return run(lhs, rhs)
 
 
-def _canonical_call(lhs, rhs, plan: _Plan, g: int, fn=None):
-    """Into the canonical layout, the algorithm (`g` groups; `fn`, default the
-    registry's), and back to the caller's."""
-    x = transpose(lhs, plan.layout.lhs_to_canon)  # (N, *S, C)
-    w = transpose(rhs, plan.layout.rhs_to_canon)  # (*K, I, O)
-    if plan.batch_groups > 1:
+def _canonical_call(lhs, rhs, spec: ConvSpec, g: int, fn):
+    """Into the canonical layout with `g` groups, `fn`, and back to the caller's."""
+    x = transpose(lhs, spec.layout.lhs_to_canon)  # (N, *S, C)
+    w = transpose(rhs, spec.layout.rhs_to_canon)  # (*K, I, O)
+    if spec.batch_groups > 1:
         x = x.reshape(g, x.shape[0] // g, *x.shape[1:])  # (B, Nb, *S, I)
         x = jnp.moveaxis(x, 0, -2)  # (Nb, *S, B, I)
     else:
         x = x.reshape(*x.shape[:-1], g, x.shape[-1] // g)  # (N, *S, G, Ig)
     w = w.reshape(*w.shape[:-1], g, w.shape[-1] // g)  # (*K, Ig, G, Og)
-    out = (fn or REGISTRY[plan.algorithm].fn)(x, w, plan.params)  # (N, *O, G, Og)
+    out = fn(x, w, spec.problem.params)  # (N, *O, G, Og)
     out = out.reshape(*out.shape[:-2], -1)  # (N, *O, G*Og)
-    return transpose(out, plan.layout.canon_to_out)
+    return transpose(out, spec.layout.canon_to_out)
 
 
-def _plan(
+def _program(lhs, rhs, spec: ConvSpec):
+    """What autotuning times for a candidate: `execute` on arrays like lhs and rhs."""
+    specs = (jax.ShapeDtypeStruct(lhs.shape, lhs.dtype), jax.ShapeDtypeStruct(rhs.shape, rhs.dtype))
+
+    def program(choice: Choice):
+        return functools.partial(execute, spec=spec, choice=choice), specs
+
+    return program
+
+
+def _check(
     lhs,
     rhs,
     window_strides,
@@ -179,101 +94,43 @@ def _plan(
     batch_group_count,
     precision,
     preferred_element_type,
-    algorithm,
     op,
 ):
-    if lhs.ndim != rhs.ndim or lhs.ndim < 2:
-        raise ValueError(
-            f"{op}: `lhs` and `rhs` must have the same rank (>= 2: batch, feature, "
-            f"*spatial), got lhs.shape={lhs.shape} and rhs.shape={rhs.shape}."
-        )
-    if lhs.dtype != rhs.dtype:
-        raise TypeError(
-            f"{op}: `lhs` and `rhs` must have the same dtype, got {lhs.dtype} and {rhs.dtype}."
-        )
-    if not isinstance(algorithm, str):
-        raise TypeError(f"{op}: `algorithm` must be a string, got {algorithm!r}.")
-    layout = resolve_layout(dimension_numbers, lhs.shape, rhs.shape, op)
-    n_spatial = lhs.ndim - 2
-    lhs_c = tuple(lhs.shape[i] for i in layout.lhs_to_canon)  # (N, *S, C)
-    rhs_c = tuple(rhs.shape[i] for i in layout.rhs_to_canon)  # (*K, I, O)
-    strides = int_tuple(window_strides, n_spatial, "window_strides", op)
-    lhs_dil = int_tuple(lhs_dilation, n_spatial, "lhs_dilation", op)
-    rhs_dil = int_tuple(rhs_dilation, n_spatial, "rhs_dilation", op)
-    fgc = int_tuple(feature_group_count, 1, "feature_group_count", op)[0]
-    bgc = int_tuple(batch_group_count, 1, "batch_group_count", op)[0]
-    batch, channels = lhs_c[0], lhs_c[-1]
-    in_features, out_features = rhs_c[-2], rhs_c[-1]
-    if fgc > 1 and bgc > 1:
-        raise ValueError(
-            f"{op}: at most one of `feature_group_count` (={fgc}) and "
-            f"`batch_group_count` (={bgc}) may be > 1."
-        )
-    if channels % fgc:
-        raise ValueError(
-            f"{op}: `feature_group_count` (={fgc}) must divide the lhs features (={channels})."
-        )
-    if channels // fgc != in_features:
-        raise ValueError(
-            f"{op}: lhs features (={channels}) / `feature_group_count` (={fgc}) must equal "
-            f"the rhs input features (={in_features}); lhs.shape={lhs.shape}, rhs.shape={rhs.shape}."
-        )
-    groups = max(fgc, bgc)
-    if out_features % groups:
-        name = "feature_group_count" if fgc > 1 else "batch_group_count"
-        raise ValueError(
-            f"{op}: `{name}` (={groups}) must divide the rhs output features (={out_features})."
-        )
-    if batch % bgc:
-        raise ValueError(
-            f"{op}: `batch_group_count` (={bgc}) must divide the lhs batch size (={batch})."
-        )
-    dilated_in = tuple(map(dilate_dim, lhs_c[1:-1], lhs_dil))
-    window = tuple(map(dilate_dim, rhs_c[:-2], rhs_dil))
-    pads = resolve_padding(padding, dilated_in, window, strides, op)
-    out_spatial = window_output_shape(dilated_in, window, strides, pads, op)
-    pref = normalize_preferred(preferred_element_type, np.dtype(lhs.dtype), op)
-    params = ConvParams(
-        strides=strides,
-        pads=pads,
-        lhs_dilation=lhs_dil,
-        rhs_dilation=rhs_dil,
-        precision=normalize_precision(precision, op),
-        preferred_element_type=pref,
-        out_dtype=pref if pref is not None else np.dtype(lhs.dtype),
+    """Arrays or `ShapeDtypeStruct`s, and the checked `ConvSpec` of the call."""
+    lhs, rhs = check_operand(lhs, "lhs", op), check_operand(rhs, "rhs", op)
+    spec = conv_spec(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        batch_group_count,
+        precision,
+        preferred_element_type,
+        op,
     )
-    out_c = (batch // bgc, *out_spatial, out_features)  # (N, *O, O)
-    problem = Problem(
-        x_shape=(batch // bgc, *lhs_c[1:-1], groups, in_features),
-        w_shape=(*rhs_c[:-1], groups, out_features // groups),
-        out_spatial=out_spatial,
-        params=params,
-        dtype=str(lhs.dtype),
-        backend=jax.default_backend(),
-    )
-    name = choose(algorithm, problem, op, record=op == "conv_general_dilated")
-    chunks = chunks_for(algorithm, problem, name) if bgc == 1 else Chunks("batch", 1)
-    out_shape = tuple(out_c[i] for i in layout.canon_to_out)
-    empty = math.prod(out_shape) == 0 or in_features == 0 or math.prod(rhs_c[:-2]) == 0
-    return _Plan(layout, bgc, groups, params, name, out_shape, empty, chunks), problem
+    return lhs, rhs, spec
 
 
 def conv_general_dilated(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    batch_group_count=1,
-    precision=None,
-    preferred_element_type=None,
-    out_sharding=None,
+    lhs: jax.typing.ArrayLike,
+    rhs: jax.typing.ArrayLike,
+    window_strides: int | tuple[int, ...],
+    padding: Padding,
+    lhs_dilation: tuple[int, ...] | None = None,
+    rhs_dilation: tuple[int, ...] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+    out_sharding: Sharding | None = None,
     *,
     algorithm: Algorithm = "auto",
-):
+) -> jax.Array:
     """General N-d convolution with dilation and groups, a drop-in for lax's.
 
     Same arguments, defaults and results as `jax.lax.conv_general_dilated`,
@@ -290,6 +147,7 @@ def conv_general_dilated(
       rhs: kernel array, rank n + 2, same dtype as `lhs`.
       window_strides: n positive ints (or one int).
       padding: 'VALID', 'SAME', 'SAME_LOWER' or n (low, high) int pairs; negative crops.
+        Strings are refused with `lhs_dilation`, as in lax.
       lhs_dilation: None or n positive ints: holes inserted in the input.
       rhs_dilation: None or n positive ints: holes inserted in the kernel (atrous).
       dimension_numbers: None, a `lax.ConvDimensionNumbers` or three layout
@@ -297,7 +155,7 @@ def conv_general_dilated(
       feature_group_count: split input features into this many groups.
       batch_group_count: split the input batch into this many groups.
       precision: None, a `lax.Precision`, its name, or a pair of them.
-      preferred_element_type: accumulation and output dtype.
+      preferred_element_type: output dtype; 16-bit floats still accumulate in float32.
       out_sharding: optional output sharding, applied as a sharding constraint.
       algorithm: one of `jaxconv.ALGORITHMS`; "auto" chooses while tracing.
 
@@ -310,15 +168,12 @@ def conv_general_dilated(
       TypeError: mismatched or non-numeric dtypes, non-integer sizes.
 
     Example:
-      >>> import jax.numpy as jnp, jaxconv
       >>> x, w = jnp.ones((1, 3, 8, 8)), jnp.ones((4, 3, 3, 3))
       >>> jaxconv.conv_general_dilated(x, w, (1, 1), "SAME", algorithm="direct").shape
       (1, 4, 8, 8)
     """
     op = "conv_general_dilated"
-    lhs = check_operand(lhs, "lhs", op)
-    rhs = check_operand(rhs, "rhs", op)
-    plan, _ = _plan(
+    lhs, rhs, spec = _check(
         lhs,
         rhs,
         window_strides,
@@ -330,28 +185,30 @@ def conv_general_dilated(
         batch_group_count,
         precision,
         preferred_element_type,
-        algorithm,
         op,
     )
-    return apply_out_sharding(_run(lhs, rhs, plan), out_sharding)
+    choice = conv_choice(algorithm, spec.problem, op, _program(lhs, rhs, spec))
+    if spec.batch_groups > 1:
+        choice = Choice(choice.algorithm)  # the batch split is a view: no pieces
+    record(op, choice, spec.problem.x_shape, spec.problem.w_shape)
+    return apply_out_sharding(execute(lhs, rhs, spec, choice), out_sharding)
 
 
 def conv(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    precision=None,
-    preferred_element_type=None,
+    lhs: jax.typing.ArrayLike,
+    rhs: jax.typing.ArrayLike,
+    window_strides: int | tuple[int, ...],
+    padding: Padding,
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
     *,
     algorithm: Algorithm = "auto",
-):
+) -> jax.Array:
     """Convolution in lax's default NC*/OI* layout, a drop-in for `lax.conv`.
 
     Shapes: lhs (N, C, *S), rhs (O, C, *K) -> (N, O, *Out).
 
     Example:
-      >>> import jax.numpy as jnp, jaxconv
       >>> jaxconv.conv(jnp.ones((2, 3, 9)), jnp.ones((5, 3, 3)), (2,), "VALID").shape
       (2, 5, 4)
     """
@@ -367,23 +224,22 @@ def conv(
 
 
 def conv_with_general_padding(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation,
-    rhs_dilation,
-    precision=None,
-    preferred_element_type=None,
+    lhs: jax.typing.ArrayLike,
+    rhs: jax.typing.ArrayLike,
+    window_strides: int | tuple[int, ...],
+    padding: Padding,
+    lhs_dilation: tuple[int, ...] | None,
+    rhs_dilation: tuple[int, ...] | None,
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
     *,
     algorithm: Algorithm = "auto",
-):
+) -> jax.Array:
     """Convolution with explicit padding and dilations, a drop-in for lax's.
 
     Shapes: lhs (N, C, *S), rhs (O, C, *K) -> (N, O, *Out).
 
     Example:
-      >>> import jax.numpy as jnp, jaxconv
       >>> x, w = jnp.ones((1, 1, 5, 5)), jnp.ones((1, 1, 3, 3))
       >>> jaxconv.conv_with_general_padding(x, w, (1, 1), ((1, 1), (0, 0)), None, (2, 1)).shape
       (1, 1, 3, 3)
@@ -401,33 +257,143 @@ def conv_with_general_padding(
     )
 
 
-def candidate_algorithms(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    batch_group_count=1,
-    precision=None,
-    preferred_element_type=None,
-):
-    """Algorithms that can run these arguments within the workspace budget (what
-    autotuning times). Takes arrays or `jax.ShapeDtypeStruct`s; computes nothing.
+class ConvPlan(NamedTuple):
+    """What `conv_general_dilated` would run on some arguments, and what it would hold.
+
+    Attributes:
+      algorithm: a name in `jaxconv.ALGORITHMS`.
+      pieces: (axis, count) of the sequential pieces it runs in; count 1 is whole.
+      workspace_bytes: the forward scratch it holds at once (estimated from the shapes).
+      io_bytes: the bytes of its arguments and output, lax's whole forward peak.
+      exact_nonfinite: whether NaN and ±inf land where lax's do.
+    """
+
+    algorithm: str
+    pieces: Pieces
+    workspace_bytes: int
+    io_bytes: int
+    exact_nonfinite: bool
+
+
+def conv_plan(
+    lhs: jax.typing.ArrayLike | jax.ShapeDtypeStruct,
+    rhs: jax.typing.ArrayLike | jax.ShapeDtypeStruct,
+    window_strides: int | tuple[int, ...],
+    padding: Padding,
+    lhs_dilation: tuple[int, ...] | None = None,
+    rhs_dilation: tuple[int, ...] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+    *,
+    algorithm: Algorithm = "auto",
+) -> ConvPlan:
+    """The `ConvPlan` of a `conv_general_dilated` call. Takes arrays or
+    `jax.ShapeDtypeStruct`s and computes nothing (under `jaxconv.autotune()` it reads
+    the cache, and times nothing).
 
     Example:
-      >>> import jax, jaxconv
+      >>> x = jax.ShapeDtypeStruct((8, 56, 56, 64), "float32")
+      >>> w = jax.ShapeDtypeStruct((3, 3, 64, 64), "float32")
+      >>> plan = jaxconv.conv_plan(x, w, (1, 1), "SAME",
+      ...                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      >>> plan.algorithm, plan.pieces.count > 1, plan.workspace_bytes < plan.io_bytes
+      ('winograd4', True, True)
+    """
+    op = "conv_plan"
+    _, _, spec = _check(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        batch_group_count,
+        precision,
+        preferred_element_type,
+        op,
+    )
+    choice = conv_choice(algorithm, spec.problem, op)
+    problem, chosen = spec.problem, REGISTRY[choice.algorithm]
+    if choice.pieces.count == 1:
+        workspace = chosen.workspace(problem, False)
+    else:
+        workspace = piece_bytes(problem, chosen, *choice.pieces)
+    return ConvPlan(
+        choice.algorithm, choice.pieces, workspace, problem.io_bytes, chosen.exact_nonfinite
+    )
+
+
+def chosen_algorithm(
+    lhs: jax.typing.ArrayLike | jax.ShapeDtypeStruct,
+    rhs: jax.typing.ArrayLike | jax.ShapeDtypeStruct,
+    window_strides: int | tuple[int, ...],
+    padding: Padding,
+    lhs_dilation: tuple[int, ...] | None = None,
+    rhs_dilation: tuple[int, ...] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+    *,
+    algorithm: Algorithm = "auto",
+) -> str:
+    """The algorithm `conv_general_dilated` would run on these arguments
+    (`conv_plan(...).algorithm`). Takes arrays or `jax.ShapeDtypeStruct`s; computes
+    nothing.
+
+    Example:
+      >>> x = jax.ShapeDtypeStruct((1, 8, 8, 3), "float32")
+      >>> w = jax.ShapeDtypeStruct((3, 3, 3, 16), "float32")
+      >>> jaxconv.chosen_algorithm(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      'xla'
+    """
+    return conv_plan(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        batch_group_count,
+        precision,
+        preferred_element_type,
+        algorithm=algorithm,
+    ).algorithm
+
+
+def candidate_algorithms(
+    lhs: jax.typing.ArrayLike | jax.ShapeDtypeStruct,
+    rhs: jax.typing.ArrayLike | jax.ShapeDtypeStruct,
+    window_strides: int | tuple[int, ...],
+    padding: Padding,
+    lhs_dilation: tuple[int, ...] | None = None,
+    rhs_dilation: tuple[int, ...] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+) -> list[str]:
+    """The algorithms autotuning would time on these arguments: those meant for this
+    backend that fit the memory budget (in pieces where need be). Takes arrays or
+    `jax.ShapeDtypeStruct`s; computes nothing.
+
+    Example:
       >>> x = jax.ShapeDtypeStruct((1, 8, 8, 3), "float32")
       >>> w = jax.ShapeDtypeStruct((1, 1, 3, 16), "float32")
       >>> "pointwise" in jaxconv.candidate_algorithms(
       ...     x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
       True
     """
-    from jaxconv._select import tuning_candidates
-
-    _, problem = _plan(
+    _, _, spec = _check(
         lhs,
         rhs,
         window_strides,
@@ -439,52 +405,7 @@ def candidate_algorithms(
         batch_group_count,
         precision,
         preferred_element_type,
-        "xla",
         "candidate_algorithms",
     )
-    return tuning_candidates(problem)
-
-
-def chosen_algorithm(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    batch_group_count=1,
-    precision=None,
-    preferred_element_type=None,
-    *,
-    algorithm: Algorithm = "auto",
-):
-    """The algorithm `conv_general_dilated` would run on these arguments.
-
-    Takes arrays or `jax.ShapeDtypeStruct`s; computes nothing.
-
-    Example:
-      >>> import jax, jaxconv
-      >>> x = jax.ShapeDtypeStruct((1, 8, 8, 3), "float32")
-      >>> w = jax.ShapeDtypeStruct((3, 3, 3, 16), "float32")
-      >>> jaxconv.chosen_algorithm(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      ...                          algorithm="im2col")
-      'im2col'
-    """
-    plan, _ = _plan(
-        lhs,
-        rhs,
-        window_strides,
-        padding,
-        lhs_dilation,
-        rhs_dilation,
-        dimension_numbers,
-        feature_group_count,
-        batch_group_count,
-        precision,
-        preferred_element_type,
-        algorithm,
-        "chosen_algorithm",
-    )
-    return plan.algorithm
+    rule = auto_conv(spec.problem)
+    return [choice.algorithm for choice in conv_candidates(spec.problem, rule)]

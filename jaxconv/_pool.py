@@ -17,32 +17,43 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
-from jaxconv._padding import ceil_mode_pads, dilate_dim, int_tuple, resolve_padding
+from jaxconv._algorithms._windows import pad_mode
 from jaxconv._reduce_window import (
     WindowParams,
-    _tap_window,
-    choose_pool_algorithm,
     identity,
     monoid_kind,
     reduce_window_direct,
     reduce_window_xla,
+    window_tap,
 )
-from jaxconv._typing import PoolAlgorithm
-
-PADDING_MODES = ("constant", "zeros", "reflect", "replicate", "circular")
-_NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+from jaxconv._select import pool_choice
+from jaxconv._shapes import (
+    NUMPY_PAD_MODES,
+    PADDING_MODES,
+    ceil_mode_pads,
+    dilate_dim,
+    flatten_batch,
+    int_tuple,
+    output_shape,
+    resolve_padding,
+    unflatten_batch,
+)
+from jaxconv._typing import PaddingMode, PoolAlgorithm, PoolPadding
 
 
 @dataclasses.dataclass(frozen=True)
 class PoolGeometry:
     """A pool call after normalisation: inputs are (N, *S, C) from here on."""
 
-    batch_shape: tuple[int, ...] | None  # None: unbatched input
+    batch_shape: tuple  # (): an unbatched input, which got a batch of one
     spatial: tuple[int, ...]  # S before any padding_mode padding
     window: tuple[int, ...]
     strides: tuple[int, ...]
@@ -69,28 +80,8 @@ class PoolGeometry:
 
     @property
     def out_spatial(self):
-        eff = map(dilate_dim, self.window, self.dilation)
-        return tuple(
-            max((s + lo + hi - e) // st + 1, 0)
-            for s, (lo, hi), e, st in zip(self.padded_spatial, self.window_pads, eff, self.strides)
-        )
-
-
-def _to_nsc(inputs, n: int, op: str):
-    """(*batch, *S, C) or (*S, C) -> (N, *S, C) and the batch shape to restore."""
-    if inputs.ndim < n + 1:
-        raise ValueError(
-            f"{op}: `inputs` of shape {inputs.shape} has fewer dimensions than the "
-            f"{n} window dimensions + 1 feature dimension that `window_shape` implies."
-        )
-    batch = inputs.shape[: inputs.ndim - n - 1]
-    if not batch:
-        return inputs[None], None  # (1, *S, C)
-    return inputs.reshape(-1, *inputs.shape[len(batch) :]), batch  # (N, *S, C)
-
-
-def _from_nsc(y, batch):
-    return y[0] if batch is None else y.reshape(*batch, *y.shape[1:])  # (*batch, *O, C)
+        eff = tuple(map(dilate_dim, self.window, self.dilation))
+        return output_shape(self.padded_spatial, eff, self.strides, self.window_pads)
 
 
 def normalize_pool(inputs, window_shape, strides, padding, dilation, ceil_mode, padding_mode, op):
@@ -102,16 +93,16 @@ def normalize_pool(inputs, window_shape, strides, padding, dilation, ceil_mode, 
     window = int_tuple(window_shape, n, "window_shape", op)
     strides = int_tuple(strides, n, "strides", op)
     dilation = int_tuple(dilation, n, "dilation", op)
-    x, batch = _to_nsc(inputs, n, op)
+    x, batch = flatten_batch(inputs, n, op)
     spatial = x.shape[1:-1]
     eff = tuple(map(dilate_dim, window, dilation))
-    pads = resolve_padding(padding, spatial, eff, strides, op)
+    pads = resolve_padding(padding, spatial, eff, strides, op, allow_int=True)
     if padding_mode not in PADDING_MODES:
         raise ValueError(
             f"{op}: `padding_mode` (={padding_mode!r}) must be one of {PADDING_MODES}."
         )
     zero = ((0, 0),) * n
-    if padding_mode in _NP_MODES and any(lo or hi for lo, hi in pads):
+    if padding_mode in NUMPY_PAD_MODES and any(lo or hi for lo, hi in pads):
         if any(lo < 0 or hi < 0 for lo, hi in pads):
             raise ValueError(
                 f"{op}: `padding` (={pads}) must be >= 0 with `padding_mode`={padding_mode!r}."
@@ -139,14 +130,14 @@ def normalize_pool(inputs, window_shape, strides, padding, dilation, ceil_mode, 
 
 
 def _mode_pad(x, geo: PoolGeometry):
-    if geo.padding_mode not in _NP_MODES or not any(lo or hi for lo, hi in geo.mode_pads):
+    if geo.padding_mode not in NUMPY_PAD_MODES:
         return x
-    return jnp.pad(x, ((0, 0), *geo.mode_pads, (0, 0)), mode=_NP_MODES[geo.padding_mode])
+    return pad_mode(x, geo.mode_pads, geo.padding_mode)
 
 
 def _reduce(x, init, computation, geo: PoolGeometry, algorithm, op):
     x = _mode_pad(x, geo)
-    name = choose_pool_algorithm(algorithm, op)
+    name = pool_choice(algorithm, op)
     if name == "xla":
         return reduce_window_xla(x, init, computation, geo.params)
     kind, is_identity = monoid_kind(computation, init, x.dtype)
@@ -154,32 +145,33 @@ def _reduce(x, init, computation, geo: PoolGeometry, algorithm, op):
 
 
 def pool(
-    inputs,
-    init,
-    reduce_fn,
-    window_shape,
-    strides=None,
-    padding="VALID",
+    inputs: ArrayLike,
+    init: ArrayLike,
+    reduce_fn: Callable,
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: PoolPadding = "VALID",
     *,
-    dilation=None,
-    ceil_mode=False,
-    padding_mode="constant",
+    dilation: Sequence[int] | None = None,
+    ceil_mode: bool = False,
+    padding_mode: PaddingMode = "zeros",
     algorithm: PoolAlgorithm = "auto",
-):
+) -> jax.Array:
     """General pooling with any reducer, a drop-in for `flax.linen.pool`.
 
     Shapes: inputs (*batch, *S, C) or (*S, C) -> (*batch, *O, C) or (*O, C).
 
     Args:
       inputs: input array.
-      init: reduction start value; it also fills constant padding.
+      init: reduction start value; it also fills the padding.
       reduce_fn: binary reducer, e.g. `lax.max`; any callable is differentiable.
       window_shape: window size per spatial dimension.
       strides: stride per spatial dimension (default 1).
       padding: 'VALID', 'SAME', 'SAME_LOWER' or (lo, hi) pairs per spatial dim.
       dilation: window dilation per spatial dimension.
       ceil_mode: round the output size up, as PyTorch.
-      padding_mode: 'constant' (pad with `init`), 'reflect', 'replicate' or 'circular'.
+      padding_mode: 'zeros' (the padding holds `init`, as lax pads), 'reflect',
+        'replicate' or 'circular' (`jaxconv.PADDING_MODES`).
       algorithm: 'auto', 'direct' or 'xla'.
 
     Returns:
@@ -194,7 +186,7 @@ def pool(
     x, geo = normalize_pool(
         inputs, window_shape, strides, padding, dilation, ceil_mode, padding_mode, "pool"
     )
-    return _from_nsc(_reduce(x, init, reduce_fn, geo, algorithm, "pool"), geo.batch_shape)
+    return unflatten_batch(_reduce(x, init, reduce_fn, geo, algorithm, "pool"), geo.batch_shape)
 
 
 def _extremum_pool(
@@ -209,17 +201,17 @@ def _extremum_pool(
 
 
 def max_pool(
-    inputs,
-    window_shape,
-    strides=None,
-    padding="VALID",
+    inputs: ArrayLike,
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: PoolPadding = "VALID",
     *,
-    dilation=None,
-    ceil_mode=False,
-    return_indices=False,
-    padding_mode="constant",
+    dilation: Sequence[int] | None = None,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    padding_mode: PaddingMode = "zeros",
     algorithm: PoolAlgorithm = "auto",
-):
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Max pooling, a drop-in for `flax.linen.max_pool` with PyTorch's options.
 
     The gradient goes to one element per window (the first maximum in row-major
@@ -257,24 +249,24 @@ def max_pool(
         op,
     )
     if not return_indices:
-        return _from_nsc(out, geo.batch_shape)
+        return unflatten_batch(out, geo.batch_shape)
     if not jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(x.dtype, jnp.integer):
         raise TypeError(f"{op}: `return_indices` needs a real dtype, got {x.dtype}.")
     indices = _argmax_indices(_mode_pad(x, geo), geo)
-    return _from_nsc(out, geo.batch_shape), _from_nsc(indices, geo.batch_shape)
+    return unflatten_batch(out, geo.batch_shape), unflatten_batch(indices, geo.batch_shape)
 
 
 def min_pool(
-    inputs,
-    window_shape,
-    strides=None,
-    padding="VALID",
+    inputs: ArrayLike,
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: PoolPadding = "VALID",
     *,
-    dilation=None,
-    ceil_mode=False,
-    padding_mode="constant",
+    dilation: Sequence[int] | None = None,
+    ceil_mode: bool = False,
+    padding_mode: PaddingMode = "zeros",
     algorithm: PoolAlgorithm = "auto",
-):
+) -> jax.Array:
     """Min pooling, a drop-in for `flax.linen.min_pool` (options as `max_pool`).
 
     Example:
@@ -293,14 +285,14 @@ def min_pool(
         algorithm,
         "min_pool",
     )
-    return _from_nsc(out, geo.batch_shape)
+    return unflatten_batch(out, geo.batch_shape)
 
 
 def _index_windows(geo: PoolGeometry):
     """Static per-tap flat indices (T, *O) into the unpadded plane; -1 marks padding."""
     plane = np.arange(math.prod(geo.spatial), dtype=np.int64).reshape(geo.spatial)
-    if geo.padding_mode in _NP_MODES:
-        plane = np.pad(plane, geo.mode_pads, mode=_NP_MODES[geo.padding_mode])
+    if geo.padding_mode in NUMPY_PAD_MODES:
+        plane = np.pad(plane, geo.mode_pads, mode=NUMPY_PAD_MODES[geo.padding_mode])
     out = geo.out_spatial
     windows = []
     for tap in np.ndindex(*geo.window):
@@ -335,7 +327,7 @@ def _argmax_indices(x, geo: PoolGeometry):
     best = jnp.broadcast_to(jnp.asarray(first[None, ..., None], jnp.int32), full_out)
     init = identity("max", x.dtype)
     for k, tap in enumerate(np.ndindex(*geo.window)):
-        window = _tap_window(x, (0, *tap, 0), init, params, full_out)  # (N, *O, C)
+        window = window_tap(x, (0, *tap, 0), init, params, full_out)  # (N, *O, C)
         greater = window > acc
         if jnp.issubdtype(x.dtype, jnp.floating):
             greater = greater | jnp.isnan(window)
@@ -358,7 +350,7 @@ def _divisor(geo: PoolGeometry, count_include_pad: bool):
         geo.strides,
         geo.out_spatial,
     ):
-        if geo.padding_mode in _NP_MODES:
+        if geo.padding_mode in NUMPY_PAD_MODES:
             lo_edge, hi_edge = 0, size + mlo + mhi  # padded data counts as data
         elif count_include_pad:
             lo_edge, hi_edge = wlo - ulo, wlo + size + uhi
@@ -373,18 +365,18 @@ def _divisor(geo: PoolGeometry, count_include_pad: bool):
 
 
 def avg_pool(
-    inputs,
-    window_shape,
-    strides=None,
-    padding="VALID",
-    count_include_pad=True,
+    inputs: ArrayLike,
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: PoolPadding = "VALID",
+    count_include_pad: bool = True,
     *,
-    dilation=None,
-    ceil_mode=False,
-    divisor_override=None,
-    padding_mode="constant",
+    dilation: Sequence[int] | None = None,
+    ceil_mode: bool = False,
+    divisor_override: float | None = None,
+    padding_mode: PaddingMode = "zeros",
     algorithm: PoolAlgorithm = "auto",
-):
+) -> jax.Array:
     """Average pooling, a drop-in for `flax.linen.avg_pool` with PyTorch's options.
 
     Shapes: inputs (*batch, *S, C) or (*S, C) -> (*batch, *O, C) or (*O, C).
@@ -416,22 +408,22 @@ def avg_pool(
             raise ValueError(
                 f"{op}: `divisor_override` (={divisor_override!r}) must be a non-zero number."
             )
-        return _from_nsc(total / jnp.asarray(divisor_override, total.dtype), geo.batch_shape)
+        return unflatten_batch(total / jnp.asarray(divisor_override, total.dtype), geo.batch_shape)
     divisor = jnp.asarray(_divisor(geo, count_include_pad), total.dtype)
-    return _from_nsc(total / divisor, geo.batch_shape)
+    return unflatten_batch(total / divisor, geo.batch_shape)
 
 
 def sum_pool(
-    inputs,
-    window_shape,
-    strides=None,
-    padding="VALID",
+    inputs: ArrayLike,
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: PoolPadding = "VALID",
     *,
-    dilation=None,
-    ceil_mode=False,
-    padding_mode="constant",
+    dilation: Sequence[int] | None = None,
+    ceil_mode: bool = False,
+    padding_mode: PaddingMode = "zeros",
     algorithm: PoolAlgorithm = "auto",
-):
+) -> jax.Array:
     """Sum pooling (integer dtypes too); arguments as `jaxconv.pool`.
 
     Example:
@@ -442,12 +434,19 @@ def sum_pool(
         inputs, window_shape, strides, padding, dilation, ceil_mode, padding_mode, "sum_pool"
     )
     out = _reduce(x, identity("add", x.dtype), lax.add, geo, algorithm, "sum_pool")
-    return _from_nsc(out, geo.batch_shape)
+    return unflatten_batch(out, geo.batch_shape)
 
 
 def lp_pool(
-    inputs, window_shape, strides=None, padding="VALID", *, p, ceil_mode=False, algorithm="auto"
-):
+    inputs: ArrayLike,
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: PoolPadding = "VALID",
+    *,
+    p: float,
+    ceil_mode: bool = False,
+    algorithm: PoolAlgorithm = "auto",
+) -> jax.Array:
     """Power-average pooling, PyTorch's LPPool: (sum over the window of x**p) ** (1/p).
 
     p=1 is sum pooling; p -> inf tends to max pooling of |x| for x >= 0.
@@ -459,14 +458,14 @@ def lp_pool(
     op = "lp_pool"
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
         raise ValueError(f"{op}: `p` (={p!r}) must be a positive number.")
-    x, geo = normalize_pool(inputs, window_shape, strides, padding, None, ceil_mode, "constant", op)
+    x, geo = normalize_pool(inputs, window_shape, strides, padding, None, ceil_mode, "zeros", op)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{op}: `inputs` must have a floating dtype, got {x.dtype}.")
     total = _reduce(x**p, identity("add", x.dtype), lax.add, geo, algorithm, op)
-    return _from_nsc(total ** (1.0 / p), geo.batch_shape)
+    return unflatten_batch(total ** (1.0 / p), geo.batch_shape)
 
 
-def max_unpool(inputs, indices, output_shape):
+def max_unpool(inputs: ArrayLike, indices: ArrayLike, output_shape: Sequence[int]) -> jax.Array:
     """Inverse of `max_pool(..., return_indices=True)`: scatter values to their indices.
 
     Shapes: inputs and indices (*batch, *O, C) or (*O, C); `output_shape` is the
@@ -490,8 +489,8 @@ def max_unpool(inputs, indices, output_shape):
         )
     if not jnp.issubdtype(indices.dtype, jnp.integer):
         raise TypeError(f"{op}: `indices` must be integers, got {indices.dtype}.")
-    x, batch = _to_nsc(inputs, n, op)
-    idx, _ = _to_nsc(indices, n, op)
+    x, batch = flatten_batch(inputs, n, op)
+    idx, _ = flatten_batch(indices, n, op)
     nb, c = x.shape[0], x.shape[-1]
     flat_x = x.reshape(nb, -1, c)  # (N, P, C)
     flat_i = idx.reshape(nb, -1, c)  # (N, P, C)
@@ -499,4 +498,4 @@ def max_unpool(inputs, indices, output_shape):
     cols = jnp.arange(c)[None, None, :]
     out = jnp.zeros((nb, math.prod(out_spatial), c), x.dtype)
     out = out.at[rows, flat_i, cols].set(flat_x, mode="drop")  # (N, prod(S), C)
-    return _from_nsc(out.reshape(nb, *out_spatial, c), batch)  # (N, *S, C)
+    return unflatten_batch(out.reshape(nb, *out_spatial, c), batch)  # (N, *S, C)

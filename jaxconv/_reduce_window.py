@@ -20,15 +20,24 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
-from jaxconv._algorithms._common import padded_tap_window, taps
-from jaxconv._padding import dilate_dim, int_tuple, padtype_to_pads, resolve_padding
-from jaxconv._padding import window_output_shape as _out_shape
+from jaxconv._algorithms._windows import axis_tap_window, tap_window, taps
+from jaxconv._select import pool_choice
+from jaxconv._shapes import (
+    dilate_dim,
+    int_tuple,
+    output_shape,
+    padtype_to_pads,
+    resolve_padding,
+    window_output_shape,
+)
 from jaxconv._typing import PoolAlgorithm
 
 _MONOIDS = {
@@ -86,13 +95,14 @@ def resolve_window(
         pads = padtype_to_pads(shape, eff, strides, padding)
     else:
         pads = resolve_padding(padding, shape, eff, strides, op)
-    _out_shape(tuple(map(dilate_dim, shape, base)), eff, strides, pads, op)
+    window_output_shape(tuple(map(dilate_dim, shape, base)), eff, strides, pads, op)
     return WindowParams(window, strides, pads, base, wdil)
 
 
 def out_shape(shape, p: WindowParams):
+    """The output shape of a window op with `p` on an operand of `shape`."""
     eff = tuple(map(dilate_dim, p.window, p.window_dilation))
-    return _out_shape(tuple(map(dilate_dim, shape, p.base_dilation)), eff, p.strides, p.pads, "")
+    return output_shape(tuple(map(dilate_dim, shape, p.base_dilation)), eff, p.strides, p.pads)
 
 
 def _pad(x, value, p: WindowParams):
@@ -110,32 +120,10 @@ def _predilate(x, fill, p: WindowParams):
     return _pad(x, fill, p), dataclasses.replace(p, pads=zero, base_dilation=(1,) * x.ndim)
 
 
-def _span(size, t, d, s, lo, o):
-    """For tap t of one axis: (first, last) outputs whose input lies in [0, size)."""
-    first = max(0, -(-(lo - t * d) // s))
-    last = min(o - 1, (size - 1 + lo - t * d) // s)
-    return first, last
-
-
 def _axis_taps(x, fill, axis, k, s, d, lo, o):
-    """The k windows of `x` along `axis`, each a strided slice padded (fusibly) along `axis`."""
+    """The k windows of `x` along `axis`, each a strided slice padded (fusibly) along it."""
     for t in range(k):
-        first, last = _span(x.shape[axis], t, d, s, lo, o)
-        shape = list(x.shape)
-        shape[axis] = o
-        if first > last:
-            yield jnp.full(shape, fill, x.dtype)
-            continue
-        start, limit, step = [0] * x.ndim, list(x.shape), [1] * x.ndim
-        start[axis] = first * s + t * d - lo
-        limit[axis] = last * s + t * d - lo + 1
-        step[axis] = s
-        window = lax.slice(x, start, limit, step)
-        if first or last != o - 1:
-            config = [(0, 0, 0)] * x.ndim
-            config[axis] = (first, o - 1 - last, 0)
-            window = lax.pad(window, fill, config)
-        yield window
+        yield axis_tap_window(x, t, fill, axis, s, d, lo, o)
 
 
 def _active_axes(x, p: WindowParams, out):
@@ -227,17 +215,10 @@ def _select_reduce_jvp(kind, p, out, primals, tangents):
     return value, tx
 
 
-def _tap_window(x, tap, fill, p: WindowParams, out):
-    """What window tap `tap` meets at every output position, without padding all of `x`.
-
-    See `padded_tap_window`; base dilation falls back to padding `x` first.
-    """
-    if any(d > 1 for d in p.base_dilation):
-        xp = _pad(x, fill, p)
-        start = [t * d for t, d in zip(tap, p.window_dilation)]
-        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, p.strides)]
-        return lax.slice(xp, start, limit, p.strides)
-    return padded_tap_window(x, tap, fill, p.pads, p.strides, p.window_dilation, out)
+def window_tap(x, tap, fill, p: WindowParams, out):
+    """What window tap `tap` meets at every output position, without padding all of `x`
+    (`_windows.tap_window`)."""
+    return tap_window(x, tap, fill, p.pads, p.strides, p.window_dilation, out, p.base_dilation)
 
 
 def _tap_valid(tap, shape, p: WindowParams, out):
@@ -261,7 +242,7 @@ def _fold(x, init, computation, p: WindowParams, out, start_with_init: bool):
     if not start_with_init:
         acc = None
         for tap in taps(p.window):
-            window = _tap_window(x, tap, init, p, out)
+            window = window_tap(x, tap, init, p, out)
             acc = window if acc is None else computation(acc, window)
         return acc
     acc = jnp.broadcast_to(init, out)
@@ -269,7 +250,7 @@ def _fold(x, init, computation, p: WindowParams, out, start_with_init: bool):
         valid = _tap_valid(tap, x.shape, p, out)
         if not valid.any():
             continue
-        step = computation(acc, _tap_window(x, tap, init, p, out))
+        step = computation(acc, window_tap(x, tap, init, p, out))
         acc = step if valid.all() else jnp.where(jnp.asarray(valid), step, acc)
     return acc
 
@@ -313,28 +294,18 @@ def reduce_window_xla(x, init_value, computation, p: WindowParams):
     )
 
 
-POOL_ALGORITHMS = ("auto", "direct", "xla")
-
-
-def choose_pool_algorithm(algorithm, op: str) -> str:
-    """ "auto" is "direct": its forward matches lax and its gradient is faster (bench/results)."""
-    if algorithm not in POOL_ALGORITHMS:
-        raise ValueError(f"{op}: `algorithm` (={algorithm!r}) must be one of {POOL_ALGORITHMS}.")
-    return "direct" if algorithm == "auto" else algorithm
-
-
 def reduce_window(
-    operand,
-    init_value,
-    computation,
-    window_dimensions,
-    window_strides=None,
-    padding="VALID",
-    base_dilation=None,
-    window_dilation=None,
+    operand: ArrayLike,
+    init_value: ArrayLike,
+    computation: Callable,
+    window_dimensions: Sequence[int],
+    window_strides: Sequence[int] | None = None,
+    padding: str | Sequence[tuple[int, int]] = "VALID",
+    base_dilation: Sequence[int] | None = None,
+    window_dilation: Sequence[int] | None = None,
     *,
     algorithm: PoolAlgorithm = "auto",
-):
+) -> jax.Array:
     """Windowed reduction, a differentiable drop-in for `jax.lax.reduce_window`.
 
     Shapes: operand (*D) -> (*Out) with, per axis,
@@ -378,7 +349,7 @@ def reduce_window(
         window_dilation,
         op,
     )
-    name = choose_pool_algorithm(algorithm, op)
+    name = pool_choice(algorithm, op)
     if name == "xla":
         return reduce_window_xla(operand, init_value, computation, p)
     kind, is_identity = monoid_kind(computation, init_value, operand.dtype)

@@ -1,35 +1,86 @@
-"""Choosing an algorithm: the "auto" rule, checked once while tracing."""
+"""Choosing how to run a call: one pass from a checked problem to a complete `Choice`.
+
+The "auto" rules for convolutions, transposed convolutions and pools sit here,
+together, as plain functions of the static problem and the backend; each returns the
+algorithm and the pieces it runs in, decided once while tracing. Every constant's
+measurement is in docs/design.md ("The auto rule"). Under `jaxconv.autotune()` a
+convolution's candidates are timed instead (`_autotune`), each exactly as "auto"
+would run it, and the rule's choice is kept unless another is clearly faster.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
+from typing import NamedTuple
 
-import numpy as np
 from jax import lax
 
 from jaxconv import _autotune
-from jaxconv._algorithms import REGISTRY, Problem
-from jaxconv._chunk import Chunks
-from jaxconv._memory import (
-    WINOGRAD_TILE,
-    backward_fft_fits,
-    fft_shapes,
-    fit_chunks,
-    winograd_tiles,
-)
+from jaxconv._algorithms import REGISTRY
+from jaxconv._algorithms.fft import fft_shapes, fft_workspace, kernel_spectra_dominate
+from jaxconv._algorithms.winograd import TILE, winograd_tiles
+from jaxconv._pieces import WHOLE, Pieces, fit, within_budget
+from jaxconv._settings import exact_nonfinite_active, memory_budget
+from jaxconv._shapes import definitely, is_symbolic
+from jaxconv._spec import Problem, TransposeSpec
 
 ALGORITHMS = ("auto", *REGISTRY)
+"""Names `conv_general_dilated(algorithm=...)` accepts."""
+
+TRANSPOSE_ALGORITHMS = ("auto", "dilated", "subpixel", "xla", "xla/subpixel")
+"""Names `conv_transpose(algorithm=...)` accepts: "dilated" is the convolution of the
+stride-dilated input, run by whatever `conv_general_dilated`'s "auto" picks for it;
+"subpixel" one stride-1 convolution per output phase, with no multiplications by the
+inserted zeros; "xla" lax's own; "xla/subpixel" lax's forward, subpixel gradients."""
+
+POOL_ALGORITHMS = ("auto", "direct", "xla")
+"""Names `reduce_window` and the pools accept: "direct" folds strided slices;
+"xla" is `lax.reduce_window` itself."""
+
+
+class Choice(NamedTuple):
+    """How one convolution runs: an algorithm, whole or in pieces."""
+
+    algorithm: str
+    pieces: Pieces = WHOLE
+
+
+XLA = Choice("xla")
+
+
+# ------------------------------------------------------------------ recording
 
 _RECORDERS: list[list] = []
 
 
-@contextlib.contextmanager
-def record_choices():
-    """Record the algorithm every convolution traced inside the block runs.
+class Record(NamedTuple):
+    """One entry of `record_choices`.
 
-    Yields a list that fills with `(algorithm, lhs shape (N, *S, G, Ig), kernel
-    shape (*K, Ig, G, Og))` tuples, in call order. Tracing is enough: use it
+    Attributes:
+      op: the public function ("conv_general_dilated", "conv_transpose", "max_pool", ...).
+      algorithm: what it runs.
+      pieces: (axis, count) it runs in; count 1 is whole.
+      x_shape: the input in canonical form: (N, *S, G, Ig) for convs, (N, *S, C) for
+        transposed convs and pools.
+      w_shape: the kernel, (*K, Ig, G, Og) or (*K, I, O); the window for pools.
+      parts: the convolutions a transposed conv runs, as (algorithm, pieces) pairs.
+    """
+
+    op: str
+    algorithm: str
+    pieces: Pieces
+    x_shape: tuple
+    w_shape: tuple
+    parts: tuple = ()
+
+
+@contextlib.contextmanager
+def record_choices() -> Iterator[list[Record]]:
+    """Record what every convolution and pool traced inside the block runs.
+
+    Yields a list that fills with `Record`s, in call order. Tracing is enough: use it
     around `jax.eval_shape` to see what "auto" picks for a model, at no cost.
 
     Example:
@@ -38,8 +89,8 @@ def record_choices():
       ...     _ = jax.eval_shape(lambda x, w: jaxconv.conv_general_dilated(
       ...         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
       ...         feature_group_count=4), x, w)
-      >>> log[0][0]
-      'depthwise'
+      >>> log[0].op, log[0].algorithm, log[0].pieces.count
+      ('conv_general_dilated', 'depthwise', 1)
     """
     log: list = []
     _RECORDERS.append(log)
@@ -49,206 +100,279 @@ def record_choices():
         _RECORDERS.remove(log)
 
 
-def choose(requested: str, problem: Problem, op: str, record: bool = True) -> str:
-    """Resolve `requested` to a concrete algorithm name for `problem`.
+def record(op: str, choice: Choice, x_shape, w_shape, parts=()) -> None:
+    for log in _RECORDERS:
+        log.append(Record(op, choice.algorithm, choice.pieces, x_shape, w_shape, tuple(parts)))
 
-    A named algorithm that cannot run the problem raises ValueError; "auto"
-    only ever picks among supported ones. `record=False` for queries that run
-    nothing (they stay out of `record_choices`).
+
+# ---------------------------------------------------------------- convolutions
+
+
+def conv_choice(requested: str, problem: Problem, op: str, program=None) -> Choice:
+    """Resolve `requested` to a `Choice` for `problem`.
+
+    A named algorithm runs whole, as asked, and raises ValueError if it cannot run the
+    problem; "auto" takes the rule's choice, or under `jaxconv.autotune()` the timed
+    one. `program(choice)` builds the function a candidate runs (for timing); without
+    it (queries) autotuning only reads its cache, and times nothing.
     """
-    name = _resolve(requested, problem, op)
-    if record:
-        for log in _RECORDERS:
-            log.append((name, problem.x_shape, problem.w_shape))
-    return name
-
-
-def _resolve(requested: str, problem: Problem, op: str) -> str:
+    if not isinstance(requested, str):
+        raise TypeError(f"{op}: `algorithm` must be a string, got {requested!r}.")
     if requested != "auto":
         if requested not in REGISTRY:
             raise ValueError(f"{op}: `algorithm` (={requested!r}) must be one of {ALGORITHMS}.")
-        reason = REGISTRY[requested].supports(problem)
+        reason = REGISTRY[requested].why_not(problem)
         if reason is not None:
             raise ValueError(
                 f"{op}: `algorithm` (={requested!r}) cannot run this problem: {reason}"
             )
-        return requested
-    settings = _autotune.active()
-    if settings is not None:
-        return _autotune.tuned_choice(problem, tuning_candidates(problem), settings)
-    return auto_rule(problem)
+        return Choice(requested)
+    rule = auto_conv(problem)
+
+    def candidates(objective: str) -> list[Choice]:
+        return conv_candidates(problem, rule, composites=objective != "forward")
+
+    return _autotune.decide(("conv", problem), rule, candidates, program, problem.symbolic)
 
 
-def tuning_candidates(problem: Problem) -> list[str]:
-    """Algorithms that can run `problem` within the memory budget, in chunks where
-    needed (for autotuning)."""
-    return [name for name in REGISTRY if _fits(problem, name)]
+def conv_candidates(problem: Problem, rule: Choice, composites: bool = True) -> list[Choice]:
+    """The rule's choice, then every other algorithm meant for this backend that can run
+    `problem` within the memory budget, in the pieces "auto" would run it in. Without
+    `composites`, those that only repeat another's forward pass are left out."""
+    choices = [rule]
+    for name, algorithm in REGISTRY.items():
+        if name == rule.algorithm or problem.backend not in algorithm.backends:
+            continue
+        if algorithm.composite and not composites:
+            continue
+        choice = _fit(problem, name)
+        if choice is not None:
+            choices.append(choice)
+    return choices
 
 
-def chunks_for(requested: str, problem: Problem, name: str) -> Chunks:
-    """How "auto" runs its choice `name`: in the fewest chunks that fit the memory
-    budget. A named algorithm runs whole, as asked."""
-    if requested != "auto":
-        return Chunks("batch", 1)
-    return fit_chunks(problem, name) or Chunks("batch", 1)
+def _fit(problem: Problem, name: str) -> Choice | None:
+    """`name` in the fewest pieces that fit the memory budget; None where it cannot run
+    the problem, does not fit, or spreads NaN/inf while `exact_nonfinite` is on."""
+    algorithm = REGISTRY[name]
+    if algorithm.why_not(problem) is not None:
+        return None
+    if exact_nonfinite_active() and not algorithm.exact_nonfinite:
+        return None
+    pieces = fit(problem, algorithm, memory_budget())
+    return None if pieces is None else Choice(name, pieces)
 
 
 FFT_MIN_TAPS = 169  # 13x13
 FFT_MIN_TAPS_1D = 64
+POINTWISE_MAX_PATCH_LENGTH = 256
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MAX_INPUT_BYTES = 10 * 2**20
+WINOGRAD_MIN_TILES = 256
+BACKWARD_WORKSPACE_FACTOR = 4
+BACKWARD_WORKSPACE_BYTES = 256 * 2**20
+GPU_FFT_MIN_TAPS = 31 * 31
 
 
-def _fits(problem: Problem, name: str) -> bool:
-    return REGISTRY[name].supports(problem) is None and fit_chunks(problem, name) is not None
-
-
-def auto_rule(problem: Problem) -> str:
-    """The documented "auto" rule (README, "Choosing an algorithm"), justified by bench/results.
-
-    Every algorithm below with a workspace is taken only if it fits the memory budget
-    (`_memory`: forward peak within 1.5x lax's by default), whole or in pieces (`_chunk`).
+def auto_conv(problem: Problem) -> Choice:
+    """The "auto" rule. Each algorithm with a workspace is taken only where it fits the
+    memory budget, whole or in pieces.
 
     On CPU:
-      1. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft" if it fits:
-         depthwise 11-110x; grouped 1-D k128 (4 channels per group) 11x; dense 1-D
-         1.3-2x (long signals in overlap-save segments). Dense pieces of rows or images
-         keep 8192 output positions (`_memory._piece_ok`): smaller ones lost the lead
-         (1-D k64 16->16 on 4x4096: 0.8-1.0x in pieces of 1024-4096 positions, 1.9x
-         whole). Where the kernel spectra outnumber the signal's (many channels, short
-         signals), or no such pieces fit, dense convs get "xla/fft": XLA's forward, FFT
-         gradients (wav2vec2 pos_conv: fwd+bwd 17x). Depthwise ones go on to 2.
-      2. depthwise (one input channel per group, several groups) -> "depthwise":
-         XLA runs grouped convs as many tiny convs; the fused fold is 15-100x faster.
-      3. windows that do not overlap (1x1 kernels; patch embeddings such as 4x4/4)
-         -> "pointwise": one GEMM, about 1.5-2x faster than XLA's emitter. Patches of
-         256+ taps x input channels get "xla/pointwise" (XLA's forward, the GEMM's
-         gradients): their relayout made wav2vec2's k2/2 512->512 0.76-0.96x forward
-         and ViT's 16x16/16 stem 0.83x at batch 1.
-      4. 3-D (and higher) dense convs -> "xla2d": XLA's strong 2-D conv over the last two
-         axes, one leading tap at a time (forward 1.2-3.5x, with the backward 3-20x).
-         Where one tap's kernel, window and output do not fit -> "xla/xla2d": XLA's
-         forward, the 2-D convs' gradients (fwd+bwd 3-18x).
-      5. a single input channel (audio stems) -> "direct/xla": per-tap forward (~1.2-1.4x),
-         XLA's gradients.
-      6. 2-D dense 3x3 stride-1 convs with 64+ input channels per group and inputs up
-         to 10 MiB, at DEFAULT precision -> "winograd4" while there are 256+ output
-         tiles of 4x4 and no fewer than output channels, else "winograd" on the same
-         terms for 2x2 tiles (forward 1.1-2x; gradients from XLA). Winograd's rounding
-         (about 5e-6 of the largest output in float32 for F(4,3)) is what
-         precision=DEFAULT allows; "high" and "highest" never get it. Larger inputs
-         and fewer channels measured slower than XLA.
-      7. anything else, or a choice that does not fit -> "xla": XLA's dense 2-D conv
-         reaches 50-80% of the matmul peak and holds no workspace.
-    On GPU, `_gpu_rule`. On TPU, "xla" everywhere: nothing has been measured there.
+      1. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft", where its
+         kernel spectra do not outnumber the signal's; dense ones that cannot -> "xla/fft"
+         (XLA's forward, FFT gradients), where those gradients fit. Depthwise ones go on.
+      2. depthwise (one input channel per group, several groups) -> "depthwise".
+      3. windows that do not overlap -> "pointwise"; patches of 256+ taps x input
+         channels -> "xla/pointwise".
+      4. 3-D and up -> "xla2d", else "xla/xla2d".
+      5. a single input channel (audio stems) -> "direct/xla".
+      6. 2-D dense 3x3 stride-1 convs with 64+ input channels per group, inputs up to
+         10 MiB, at DEFAULT precision -> "winograd4" while there are 256+ output tiles
+         of 4x4 and no fewer than output channels, else "winograd" on the same terms.
+      7. anything else -> "xla".
+    On GPU, `_gpu_rule`; elsewhere "xla" (nothing measured).
     """
     if problem.backend == "gpu":
         return _gpu_rule(problem)
     if problem.backend != "cpu":
-        return "xla"
+        return XLA
     taps = math.prod(problem.kernel)
     large = taps >= FFT_MIN_TAPS or (len(problem.kernel) == 1 and taps >= FFT_MIN_TAPS_1D)
+    depthwise = REGISTRY["depthwise"].why_not(problem) is None
     if large and _stride_one(problem):
-        dense = REGISTRY["depthwise"].supports(problem) is not None
-        if _fft_fits(problem):
-            return "fft"
-        fft_ok = REGISTRY["fft"].supports(problem) is None
-        if dense and fft_ok and backward_fft_fits(problem):  # XLA's forward: no workspace
-            return "xla/fft"
-    if REGISTRY["depthwise"].supports(problem) is None:
-        return "depthwise" if _fits(problem, "depthwise") else "xla"
-    if REGISTRY["pointwise"].supports(problem) is None:
+        choice = _fft(problem)
+        if choice is not None:
+            return choice
+        if not depthwise and _backward_fft_fits(problem):
+            choice = _fit(problem, "xla/fft")
+            if choice is not None:
+                return choice
+    if depthwise:
+        return _fit(problem, "depthwise") or XLA
+    if REGISTRY["pointwise"].why_not(problem) is None:
         return _pointwise_rule(problem)
     if len(problem.kernel) >= 3:
-        return "xla2d" if _fits(problem, "xla2d") else "xla/xla2d"
+        return _fit(problem, "xla2d") or _fit(problem, "xla/xla2d") or XLA
     if problem.groups * problem.x_shape[-1] == 1 and taps <= FFT_MIN_TAPS_1D:
-        return "direct/xla" if _fits(problem, "direct/xla") else "xla"
-    return _winograd_rule(problem) or "xla"
+        return _fit(problem, "direct/xla") or XLA
+    return _winograd_rule(problem) or XLA
 
 
-POINTWISE_MAX_PATCH_LENGTH = 256
-"""Patches (more than one tap) of this many taps x input channels per group or more
-take "xla/pointwise" on CPU: XLA's conv runs long contractions near matmul speed, and
-the space-to-depth copy cost more than it saved there (wav2vec2 conv6 k2/2 512, 1024
-long: 0.76-0.96x forward; ViT's 16x16/16 stem, 768 long: 0.83x at batch 1, 1.07x at 8).
-Short ones, such as ConvNeXt's 4x4/4 stem (48 long), keep "pointwise" (1.6-2.1x)."""
-
-
-def _pointwise_rule(problem: Problem) -> str:
-    """Non-overlapping windows: "pointwise" for 1x1 kernels and short patches, if it
-    fits, else "xla"; "xla/pointwise" for long patches."""
+def _pointwise_rule(problem: Problem) -> Choice:
+    """Non-overlapping windows: "pointwise" for 1x1 kernels and short patches, where it
+    fits, else "xla"; "xla/pointwise" for long patches, whose relayout costs more than
+    the GEMM saves."""
     taps = math.prod(problem.kernel)
     if taps > 1 and taps * problem.x_shape[-1] >= POINTWISE_MAX_PATCH_LENGTH:
-        return "xla/pointwise"
-    return "pointwise" if _fits(problem, "pointwise") else "xla"
+        return _fit(problem, "xla/pointwise") or XLA
+    return _fit(problem, "pointwise") or XLA
 
 
-GPU_FFT_MIN_TAPS = 31 * 31
-"""Depthwise kernels from which "auto" takes the FFT on GPU (measured at 31x31 only)."""
-
-
-def _gpu_rule(problem: Problem) -> str:
-    """On GPU, XLA hands convolutions to cuDNN, which is fast almost everywhere. Measured
-    on one H100 (bench/results/nvidia-h100-80gb-hbm3.md, batch 2-16):
-
-      1. depthwise stride-1 kernels of 31x31 and more -> "fft" if it fits (RepLKNet 31x31
-         14x14x512: forward 2.1x, fwd+bwd 2.0x). Smaller large kernels are unmeasured.
-      2. windows that do not overlap (1x1 kernels, short patches) -> "pointwise": one
-         cuBLAS GEMM, forward 1.1-2.1x and fwd+bwd 1.2-2.2x on all four measured.
-         Long patches (ViT's stem, wav2vec2's conv6) are unmeasured there: "xla".
-      3. anything else -> "xla". On dense 3x3 layers direct and Winograd ran 0.4-1.3x
-         forward. On depthwise ones, "depthwise" ran 1.2-1.6x forward but 0.5-1.0x
-         fwd+bwd (ConvNeXt 7x7: 0.7x and 4.8x); at these sizes (0.05-0.3 ms) launch
-         overhead blurs everything by +-25%.
+def _gpu_rule(problem: Problem) -> Choice:
+    """On GPU, XLA hands convolutions to cuDNN, which is fast almost everywhere:
+    1. depthwise stride-1 kernels of 31x31 and more -> "fft", where it fits;
+    2. windows that do not overlap (1x1, short patches) -> "pointwise";
+    3. anything else -> "xla".
     """
-    depthwise = REGISTRY["depthwise"].supports(problem) is None
+    depthwise = REGISTRY["depthwise"].why_not(problem) is None
     large = math.prod(problem.kernel) >= GPU_FFT_MIN_TAPS
-    if depthwise and large and _stride_one(problem) and _fft_fits(problem):
-        return "fft"
-    if _pointwise_rule(problem) == "pointwise":
-        return "pointwise"
-    return "xla"
+    if depthwise and large and _stride_one(problem):
+        choice = _fft(problem)
+        if choice is not None:
+            return choice
+    choice = _pointwise_rule(problem) if REGISTRY["pointwise"].why_not(problem) is None else XLA
+    return choice if choice.algorithm == "pointwise" else XLA
 
 
 def _stride_one(problem: Problem) -> bool:
     return all(s == 1 for s in problem.params.strides)
 
 
-def _fft_fits(problem: Problem) -> bool:
-    """The FFT applies, its kernel spectra do not outnumber the signal's, and it fits."""
-    from jaxconv._algorithms.fft import kernel_spectra_dominate
+def _fft(problem: Problem) -> Choice | None:
+    """ "fft" where its kernel spectra do not outnumber the signal's and it fits."""
+    if REGISTRY["fft"].why_not(problem) is not None:
+        return None
+    if not definitely(lambda: not kernel_spectra_dominate(*fft_shapes(problem))):
+        return None
+    return _fit(problem, "fft")
 
-    return (
-        REGISTRY["fft"].supports(problem) is None
-        and not kernel_spectra_dominate(*fft_shapes(problem))
-        and _fits(problem, "fft")
+
+def _backward_fft_fits(problem: Problem) -> bool:
+    """Whether FFT gradients, which run whole, stay within BACKWARD_WORKSPACE_FACTOR
+    times the input plus output, or BACKWARD_WORKSPACE_BYTES, whichever is larger."""
+    if REGISTRY["fft"].why_not(problem) is not None:
+        return False
+    try:
+        spectra = fft_workspace(problem)
+    except TypeError:  # a symbolic size the estimate cannot take
+        return False
+    signals = problem.io_bytes - math.prod(problem.w_shape) * problem.itemsize
+    return definitely(lambda: spectra <= BACKWARD_WORKSPACE_FACTOR * signals) or definitely(
+        lambda: spectra <= BACKWARD_WORKSPACE_BYTES
     )
 
 
-WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD_MAX_INPUT_BYTES = 10 * 2**20
-WINOGRAD_MIN_TILES = 256
-"""Where "auto" takes Winograd (rule 6): measured on ResNet-50, VGG-16 and U-Net 3x3
-layers, bench/results and README."""
-
-
-def _winograd_rule(problem: Problem) -> str | None:
+def _winograd_rule(problem: Problem) -> Choice | None:
     p = problem.params
-    fast_ok = p.precision in (None, lax.Precision.DEFAULT) or p.precision == (
-        lax.Precision.DEFAULT,
-        lax.Precision.DEFAULT,
-    )
+    default = (None, lax.Precision.DEFAULT, (lax.Precision.DEFAULT, lax.Precision.DEFAULT))
+    input_bytes = math.prod(problem.x_shape) * problem.itemsize
     if (
-        not fast_ok
+        p.precision not in default
         or len(problem.kernel) != 2
-        or REGISTRY["winograd"].supports(problem) is not None
+        or REGISTRY["winograd"].why_not(problem) is not None
         or problem.x_shape[-1] < WINOGRAD_MIN_CHANNELS
-        or math.prod(problem.x_shape) * np.dtype(problem.dtype).itemsize > WINOGRAD_MAX_INPUT_BYTES
+        or not definitely(lambda: input_bytes <= WINOGRAD_MAX_INPUT_BYTES)
     ):
         return None
-    for name, m in WINOGRAD_TILE.items():  # larger tiles first
-        # Enough tiles per GEMM, and at least as many as output channels: otherwise the
-        # transformed kernel (a^2 x Ig x Og) outweighs the tiles (VGG conv4_3: 1.0x).
-        if winograd_tiles(problem, m) >= max(WINOGRAD_MIN_TILES, problem.w_shape[-1]) and _fits(
-            problem, name
-        ):
-            return name
+    least = max(WINOGRAD_MIN_TILES, problem.w_shape[-1])
+    for name, m in TILE.items():  # larger tiles first
+        if definitely(lambda m=m: winograd_tiles(problem, m) >= least):
+            choice = _fit(problem, name)
+            if choice is not None:
+                return choice
     return None
+
+
+# ---------------------------------------------------------- transposed convs
+
+CPU_SUBPIXEL_MIN_OUTPUT = 2**20
+GPU_SUBPIXEL_MIN_OUTPUT = 3 * 2**20
+
+
+def transpose_choice(requested: str, spec: TransposeSpec, op: str, program=None) -> str:
+    """Resolve `requested` to a name in TRANSPOSE_ALGORITHMS; "auto" by `auto_transpose`,
+    or under `jaxconv.autotune()` by timing the transposed conv as one unit."""
+    if not isinstance(requested, str):
+        raise TypeError(f"{op}: `algorithm` must be a string, got {requested!r}.")
+    if requested not in TRANSPOSE_ALGORITHMS:
+        raise ValueError(
+            f"{op}: `algorithm` (={requested!r}) must be one of {TRANSPOSE_ALGORITHMS}."
+        )
+    if requested != "auto":
+        return requested
+    rule = auto_transpose(spec)
+
+    def candidates(objective: str) -> list[str]:
+        names = [n for n in TRANSPOSE_ALGORITHMS[1:] if n != rule and _transpose_ok(spec, n)]
+        if objective == "forward":  # its forward pass is "xla"'s
+            names = [n for n in names if n != "xla/subpixel"]
+        return [rule, *names]
+
+    return _autotune.decide(
+        ("conv_transpose", spec.problem), rule, candidates, program, spec.problem.symbolic
+    )
+
+
+def _transpose_ok(spec: TransposeSpec, name: str) -> bool:
+    """Candidates for tuning: subpixel only where strides skip zeros, and none that
+    spreads NaN/inf while `exact_nonfinite` is on."""
+    strided = any(s > 1 for s in spec.strides)
+    if name in ("subpixel", "xla/subpixel"):
+        return strided and not exact_nonfinite_active()
+    return True
+
+
+def auto_transpose(spec: TransposeSpec) -> str:
+    """The "auto" rule for transposed convs.
+
+    Stride 1: "dilated", a plain convolution that conv's own rule runs. Under
+    `exact_nonfinite`, and for symbolic spatial sizes, "dilated" too: the phases skip
+    the products of inserted zeros with the kernel, which lax computes (0 * inf is NaN
+    there), and need concrete sizes.
+    On CPU: "subpixel" where every phase has one shape (kernel a multiple of the
+    stride: DCGAN 4x4/2, U-Net 2x2/2), the output has 1M+ elements and the phases'
+    outputs fit the memory budget; else "xla/subpixel": lax's forward, which holds no
+    workspace, and the phases' gradients. On GPU: "xla/subpixel" from 3M output
+    elements, else "xla". Elsewhere "xla".
+    """
+    strided = any(s > 1 for s in spec.strides)
+    if not strided or exact_nonfinite_active() or is_symbolic(spec.problem.x_shape[1:-2]):
+        return "dilated"
+    outputs = spec.out_elements
+    if spec.problem.backend == "gpu":
+        return "xla/subpixel" if definitely(lambda: outputs >= GPU_SUBPIXEL_MIN_OUTPUT) else "xla"
+    if spec.problem.backend != "cpu":
+        return "xla"
+    even = all(
+        d == 1 and k % s == 0 for k, s, d in zip(spec.kernel, spec.strides, spec.rhs_dilation)
+    )
+    large = definitely(lambda: outputs >= CPU_SUBPIXEL_MIN_OUTPUT)
+    if even and large and _subpixel_fits(spec):
+        return "subpixel"
+    return "xla/subpixel"
+
+
+def _subpixel_fits(spec: TransposeSpec) -> bool:
+    """The phase outputs and their interleaving hold about two outputs."""
+    return within_budget(2 * spec.problem.out_bytes, spec.problem.io_bytes, memory_budget())
+
+
+# ----------------------------------------------------------------------- pools
+
+
+def pool_choice(requested: str, op: str) -> str:
+    """ "auto" is "direct": its forward matches lax and its gradient is faster."""
+    if not isinstance(requested, str) or requested not in POOL_ALGORITHMS:
+        raise ValueError(f"{op}: `algorithm` (={requested!r}) must be one of {POOL_ALGORITHMS}.")
+    return "direct" if requested == "auto" else requested

@@ -169,49 +169,15 @@ X, W = jnp.ones((1, 4, 4, 3), jnp.float32), jnp.ones((3, 3, 3, 2), jnp.float32)
         (dict(feature_group_count=2), ValueError, r"feature_group_count"),
         (dict(strides=(0, 2)), ValueError, r"`strides` \(=\(0, 2\)\) must be >= 1"),
         (dict(lhs=jnp.ones((1, 4, 4), jnp.float32)), ValueError, r"same rank"),
+        (dict(padding=((1.0, 1), (1, 1))), TypeError, r"`padding` must hold integers, got 1.0"),
+        (dict(transpose_kernel=1), TypeError, r"`transpose_kernel` must be a bool, got 1"),
+        (dict(algorithm=None), TypeError, r"`algorithm` must be a string, got None"),
     ],
 )
 def test_bad_input(kwargs, error, match):
     call = dict(lhs=X, rhs=W, strides=(2, 2), padding="SAME") | kwargs
     with pytest.raises(error, match=match):
         jaxconv.conv_transpose(**call)
-
-
-@pytest.mark.parametrize(
-    "kernel, strides, dilation, want",
-    [
-        ((4, 4), (2, 2), (1, 1), "subpixel"),  # DCGAN: equal phases
-        ((2, 2), (2, 2), (1, 1), "subpixel"),  # U-Net 2x2/2
-        ((3, 3), (2, 2), (1, 1), "xla/subpixel"),  # uneven phases
-        ((4, 4), (2, 2), (2, 2), "xla/subpixel"),  # dilated
-        ((3, 3), (1, 1), (1, 1), "direct"),  # stride 1: a plain conv, its own auto
-    ],
-)
-def test_auto_rule(kernel, strides, dilation, want):
-    from jaxconv._transpose import _auto
-
-    assert _auto(kernel, strides, dilation) == want
-
-
-@pytest.mark.parametrize(
-    "x_shape, w_shape, strides, backend, want",
-    [
-        ((16, 8, 8, 512), (4, 4, 512, 256), (2, 2), "gpu", "xla"),  # DCGAN: 1M outputs
-        ((16, 32, 32, 128), (4, 4, 128, 64), (2, 2), "gpu", "xla/subpixel"),  # 4M
-        ((8, 56, 56, 128), (2, 2, 128, 64), (2, 2), "gpu", "xla/subpixel"),  # U-Net 2x2/2
-        ((8, 56, 56, 128), (3, 3, 128, 64), (1, 1), "gpu", "direct"),  # stride 1
-        ((8, 56, 56, 128), (2, 2, 128, 64), (2, 2), "tpu", "xla"),
-        ((1, 4, 4, 512), (4, 4, 512, 256), (2, 2), "cpu", "xla/subpixel"),  # 16K outputs
-        ((16, 8, 8, 1024), (4, 4, 1024, 512), (2, 2), "cpu", "subpixel"),  # 2M, fits
-        ((16, 8, 8, 512), (4, 4, 512, 256), (2, 2), "cpu", "xla/subpixel"),  # 1M, over budget
-    ],
-)
-def test_auto_choice_per_backend(x_shape, w_shape, strides, backend, want):
-    from jaxconv._transpose import auto_choice, transpose_pads
-
-    pads = transpose_pads(w_shape[:-2], strides, "SAME", False, "t")
-    ones = (1,) * len(strides)
-    assert auto_choice(x_shape, w_shape, strides, pads, ones, "float32", backend) == want
 
 
 def test_xla_subpixel_forward_is_lax_and_backward_skips_the_zeros():
@@ -234,3 +200,27 @@ def test_xla_subpixel_forward_is_lax_and_backward_skips_the_zeros():
     )(x, w)
     for a, b in zip(got, want):
         assert_close(a, b, scale=10)
+
+
+def test_no_spatial_dimension_is_a_matmul():
+    x, w = random((2, 3), seed=14), random((3, 4), seed=15)
+    dn = ("NC", "IO", "NC")
+    want = lax.conv_transpose(x, w, (), "VALID", dimension_numbers=dn, precision="highest")
+    for algorithm in ALGOS:
+        got = jaxconv.conv_transpose(x, w, (), "VALID", dimension_numbers=dn, algorithm=algorithm)
+        assert got.shape == (2, 4)
+        assert_close(got, want)
+
+
+def test_one_record_per_call_with_its_phases():
+    x, w = (
+        jax.ShapeDtypeStruct((2, 8, 8, 8), "float32"),
+        jax.ShapeDtypeStruct((3, 3, 8, 4), "float32"),
+    )
+    with jaxconv.record_choices() as log:
+        jax.eval_shape(
+            lambda x, w: jaxconv.conv_transpose(x, w, (2, 2), "SAME", algorithm="subpixel"), x, w
+        )
+    (entry,) = log
+    assert entry.op == "conv_transpose" and entry.algorithm == "subpixel"
+    assert len(entry.parts) == 4 and {name for name, _ in entry.parts} <= set(jaxconv.ALGORITHMS)

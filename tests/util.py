@@ -47,3 +47,80 @@ def assert_close(got, want, dtype=None, scale=1.0):
         np.asarray(want.astype(np.complex128 if dtype.kind == "c" else np.float64)),
         **tol(dtype, scale),
     )
+
+
+LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "DHWIO", "NDHWC")}
+"""Channels-last dimension numbers by rank."""
+
+
+def sds(shape, dtype="float32"):
+    return jax.ShapeDtypeStruct(
+        shape, np.dtype(dtype) if dtype != "bfloat16" else jax.numpy.bfloat16
+    )
+
+
+def conv_spec_of(
+    xs, ws, strides, groups=1, padding="SAME", lhs_dil=None, rhs_dil=None, dn=None, dtype="float32"
+):
+    """The checked `ConvSpec` of a conv on shapes xs, ws (channels-last unless `dn`)."""
+    from jaxconv._spec import conv_spec
+
+    dn = dn or LAYOUT[len(xs)]
+    return conv_spec(
+        sds(xs, dtype),
+        sds(ws, dtype),
+        strides,
+        padding,
+        lhs_dil,
+        rhs_dil,
+        dn,
+        groups,
+        1,
+        None,
+        None,
+        "test",
+    )
+
+
+def problem_of(*args, **kwargs):
+    """The canonical `Problem` of `conv_spec_of(*args, **kwargs)`."""
+    return conv_spec_of(*args, **kwargs).problem
+
+
+def compiled_memory(fn, *args):
+    """(temp, peak) bytes of the compiled `fn`, as `make bench` reports them."""
+    stats = jax.jit(fn).lower(*args).compile().memory_analysis()
+    temp = stats.temp_size_in_bytes
+    peak = temp + stats.argument_size_in_bytes + stats.output_size_in_bytes
+    return temp, peak - stats.alias_size_in_bytes
+
+
+def equations(fn, *args, primitive: str):
+    """The equations of `primitive` in fn's jaxpr, nested ones included."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == primitive:
+                found.append(eqn)
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                    if hasattr(sub, "eqns"):
+                        walk(sub)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
+def distinct(shape, seed_=0):
+    """Values at least 1/size apart: no near-ties for finite-difference checks."""
+    rng = np.random.default_rng(seed_)
+    size = int(np.prod(shape))
+    return jax.numpy.asarray(rng.permutation(size).reshape(shape) / size + 0.5, jax.numpy.float64)
+
+
+def ties(shape, seed_=0):
+    """Integer-valued floats after a ReLU: many ties, many zeros."""
+    rng = np.random.default_rng(seed_)
+    return jax.numpy.asarray(np.maximum(rng.integers(-3, 4, size=shape), 0), jax.numpy.float64)

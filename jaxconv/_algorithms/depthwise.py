@@ -5,18 +5,18 @@ For feature_group_count == input channels (Ig == 1, any channel multiplier M):
     out[n, o, c, m] = sum_k x_pad[n, o*s + k*d, c] * w[k, c, m]
 
 XLA's grouped convolution runs this as C tiny convolutions on CPU; as an
-elementwise fold it becomes one fused loop over the output, 40-100x faster on
-MobileNet/EfficientNet/ConvNeXt layers (bench/results). The backward pass stays
+elementwise fold it becomes one fused loop over the output. The backward pass stays
 depthwise: at stride 1 the input gradient is the fold of the cotangent with the
 flipped kernel (`_input_tangent`), elsewhere the fold's own transpose.
 
 At stride 1 there is no padded copy of x (`_split_fold`): the interior of the output
-reads x itself and only the border bands see the padding. That is faster than the
-copy and leaves the memory budget to the output, so these layers rarely need pieces.
+reads x itself and only the border bands see the padding, which leaves the memory
+budget to the output.
 
 The kernel gradient is one reduction per tap over the whole batch, which XLA runs from
-main memory. `blocked_fold` runs it over cache-sized blocks instead (about 4x faster on
-3x3 layers); large kernels take it as an FFT correlation.
+main memory. `blocked_fold` runs it over cache-sized blocks instead; large kernels take
+it as an FFT correlation. docs/design.md ("Depthwise") has the measurements behind
+each constant here.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv._algorithms import _common
-from jaxconv._padding import dilate_dim
-from jaxconv._typing import ConvParams
+from jaxconv._algorithms import _windows
+from jaxconv._algorithms._base import Algorithm, bilinear_tangent
+from jaxconv._algorithms.fft import conv_fft
+from jaxconv._shapes import dilate_dim
+from jaxconv._spec import ConvParams, Problem
 
 
-def depthwise_unsupported(problem) -> str | None:
+def depthwise_unsupported(problem: Problem) -> str | None:
     if problem.x_shape[-1] != 1 or problem.groups == 1:
         return (
             "it needs feature_group_count equal to the input channels "
@@ -45,9 +47,9 @@ def depthwise_unsupported(problem) -> str | None:
 
 
 def conv_depthwise(x, w, p: ConvParams):
-    """The "depthwise" algorithm: the fused fold forward, its transpose as the input
-    gradient, and the kernel gradient in cache-sized blocks (`blocked_fold`) for kernels
-    of up to 9 taps (49 if strided), else as an FFT correlation (each measured faster).
+    """The fused fold forward; the kernel gradient in cache-sized blocks
+    (`blocked_fold`) for small kernels, else as an FFT correlation.
+
     x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M).
     """
     return _conv_depthwise(x, w, p, True)
@@ -55,7 +57,7 @@ def conv_depthwise(x, w, p: ConvParams):
 
 def conv_depthwise_padded(x, w, p: ConvParams):
     """`conv_depthwise` from a padded copy of x even at stride 1 (no `_split_fold`): for
-    a piece of chunked execution, whose x is already a computed copy. Same signature."""
+    a piece, whose x is already a computed copy. Same signature."""
     return _conv_depthwise(x, w, p, False)
 
 
@@ -67,20 +69,14 @@ def _conv_depthwise(x, w, p: ConvParams, split: bool):
 
 BLOCKED_KERNEL_GRAD_MAX_TAPS = 9
 """Stride-1 kernels up to this many taps take their gradient from `blocked_fold`, larger
-ones as an FFT correlation. `make bench`, fwd+bwd of "auto" on the CPU: the 3x3 layers of
-MobileNetV2 and EfficientNet ran 1.2-2.5x faster blocked than with the FFT; the stride-1
-5x5 ones 1.1-1.6x slower."""
+ones as an FFT correlation."""
 
 BLOCKED_STRIDED_MAX_TAPS = 49
-"""The same for strided kernels, whose FFT correlation runs at full resolution: fwd+bwd
-at batch 8 on the CPU, blocked against FFT, 5x5/2 layers of 28-112 px 1.1-2.1x faster,
-7x7/2 ones 1.0-1.4x (3x3/2: 2.5x faster than autodiff of the fold, 112x112x96)."""
-
+"""The same for strided kernels, whose FFT correlation runs at full resolution."""
 
 PER_TAP_PAD_MAX_TAPS = 9
-"""Kernels up to this many taps pad per tap instead of copying: strided ones everywhere
-(measured on 3x3/2 and 5x5/2 layers of 28-112 px, 32-240 channels), stride-1 ones in
-the border bands of `_split_fold`."""
+"""Kernels up to this many taps pad per tap instead of copying: strided ones everywhere,
+stride-1 ones in the border bands of `_split_fold`."""
 
 
 def depthwise_fold(x, w, p: ConvParams, split: bool = True):
@@ -88,9 +84,8 @@ def depthwise_fold(x, w, p: ConvParams, split: bool = True):
 
     Stride 1 with `split`: `_split_fold`, which copies at most small border bands of x,
     where it applies. Otherwise one padded copy of x, then plain or strided slices,
-    except for strided kernels of up to 9 taps, padded per tap inside the fused loop
-    (2-4x faster than the copy there). The padded copy's transpose (the input gradient)
-    is the faster one: the split's made fwd+bwd 1.2-1.5x slower.
+    except for small strided kernels, padded per tap inside the fused loop. The padded
+    copy's transpose is the faster input gradient, so tangents use it.
 
     x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M).
     """
@@ -99,15 +94,15 @@ def depthwise_fold(x, w, p: ConvParams, split: bool = True):
         if split and split_band_elements(x.shape[1:-2], kernel, p) is not None:
             small = math.prod(kernel) <= PER_TAP_PAD_MAX_TAPS  # bands padded per tap
             crop = [(min(lo, 0), min(hi, 0)) for lo, hi in p.pads]  # negative padding
-            x = _common.pad_spatial(x, crop, p.lhs_dilation, 0)  # (N, *S', C, 1)
+            x = _windows.pad_spatial(x, crop, p.lhs_dilation, 0)  # (N, *S', C, 1)
             pads = tuple((max(lo, 0), max(hi, 0)) for lo, hi in p.pads)
             return _split_fold(x, w, p, pads, small).astype(p.out_dtype)
         return _fold(x, w, p, p.pads, pads_per_tap(kernel, p)).astype(p.out_dtype)
 
 
 def pads_per_tap(kernel, p: ConvParams) -> bool:
-    """Whether the fold without a split pads per tap (strided kernels of up to 9 taps,
-    no lhs dilation) rather than from one padded copy of x. Pure: `_memory` uses it."""
+    """Whether the fold without a split pads per tap (small strided kernels, no lhs
+    dilation) rather than from one padded copy of x. Pure: the workspace estimate uses it."""
     return (
         any(s > 1 for s in p.strides)
         and all(d == 1 for d in p.lhs_dilation)
@@ -122,13 +117,13 @@ def _fold(x, w, p: ConvParams, pads, per_tap: bool):
     n_sp = len(pads)
     kernel = w.shape[:n_sp]
     if per_tap:
-        out = _common.out_spatial(
+        out = _windows.out_spatial(
             [s + lo + hi for s, (lo, hi) in zip(x.shape[1:-2], pads)], kernel, p
         )
         none = ((0, 0),)
 
         def window(tap):
-            return _common.padded_tap_window(
+            return _windows.tap_window(
                 x,
                 (0, *tap, 0, 0),
                 0,
@@ -139,15 +134,15 @@ def _fold(x, w, p: ConvParams, pads, per_tap: bool):
             )
     else:
         trail = x.ndim - 1 - n_sp  # channel axes after the spatial ones
-        xp = _common.pad_spatial(x, pads, p.lhs_dilation, 0, trail=trail)  # (N, *Sp, C[, 1])
-        out = _common.out_spatial(xp.shape[1 : 1 + n_sp], kernel, p)
+        xp = _windows.pad_spatial(x, pads, p.lhs_dilation, 0, trail=trail)  # (N, *Sp, C[, 1])
+        out = _windows.out_spatial(xp.shape[1 : 1 + n_sp], kernel, p)
 
         def window(tap):
-            return _common.strided_window(xp, tap, p.rhs_dilation, p.strides, out)
+            return _windows.strided_window(xp, tap, p.rhs_dilation, p.strides, out)
 
     lead = (1,) * (1 + n_sp)
     acc = None
-    for tap in _common.taps(kernel):
+    for tap in _windows.taps(kernel):
         win = window(tap)  # (N, *O, C[, 1])
         tap_w = w[tap].reshape(*lead, *w.shape[n_sp + 1 :])  # (1, *1, C[, M])
         term = win.astype(p.acc_dtype) * tap_w.astype(p.acc_dtype)  # (N, *O, C[, M])
@@ -157,9 +152,9 @@ def _fold(x, w, p: ConvParams, pads, per_tap: bool):
 
 def split_band_elements(spatial, kernel, p: ConvParams) -> int | None:
     """Elements per image and channel that `_split_fold` copies: its padded border bands,
-    or none for kernels of up to 9 taps (padded per tap). None where the split does not
-    apply: strides or lhs dilation, a padded axis shorter than its window, or bands no
-    smaller than one padded copy of x. Pure ints: `_memory` estimates the workspace with it.
+    or none for small kernels (padded per tap). None where the split does not apply:
+    strides or lhs dilation, a padded axis shorter than its window, or bands no smaller
+    than one padded copy of x. Pure ints: the workspace estimate uses it.
 
     Along axis a, the bands span x's own extent on the axes before a (their interior)
     and the padded extent on the axes after it.
@@ -187,8 +182,7 @@ def _split_fold(x, w, p: ConvParams, pads, per_tap: bool, axis: int = 0):
     """The stride-1 fold with no padded copy of x: along each padded axis, the outputs
     whose windows lie inside x (the interior) read x itself; the `lo` and `hi` outputs at
     the ends read x's K-1 edge rows (a band), padded per tap or as a small copy. XLA
-    fuses the parts and their concatenation into one loop. 3x3 stride-1 layers measured
-    about 2x faster than with the padded copy, 5x5 and 7x7 ones 1.1-1.5x (CPU).
+    fuses the parts and their concatenation into one loop.
 
     x: (N, *S, C, 1), pads >= 0, `split_band_elements` not None -> (N, *O, C, M).
     """
@@ -213,10 +207,6 @@ def _split_fold(x, w, p: ConvParams, pads, per_tap: bool, axis: int = 0):
     return jnp.concatenate(parts, axis=1 + axis)  # (N, .., lo + S-K+1 + hi, .., C, M)
 
 
-def _is_zero(t):
-    return type(t) is jax.custom_derivatives.SymbolicZero
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def conv_depthwise_grads(x, w, p: ConvParams, split: bool = True, blocked: bool = True):
     """`depthwise_fold` with its own kernel tangent: `blocked_fold` if `blocked`, else the
@@ -231,27 +221,20 @@ def conv_depthwise_grads(x, w, p: ConvParams, split: bool = True, blocked: bool 
 
 @functools.partial(conv_depthwise_grads.defjvp, symbolic_zeros=True)
 def _depthwise_jvp(p, split, blocked, primals, tangents):
-    from jaxconv._algorithms.fft import conv_fft
-
-    x, w = primals
-    dx, dw = tangents
+    (x, w), (dx, dw) = primals, tangents
     out = conv_depthwise_grads(x, w, p, split, blocked)
-    tangent = jnp.zeros_like(out)
-    if not _is_zero(dx):
-        tangent = tangent + _input_tangent(dx, w, p)
-    if not _is_zero(dw):
+
+    def along_w(dw):
         if blocked:  # in the accumulation dtype, so the blocks' sums are too
-            tangent = tangent + blocked_fold(x, dw.astype(p.acc_dtype), p).astype(out.dtype)
-        else:
-            tangent = tangent + conv_fft(x, dw, p)
-    return out, tangent
+            return blocked_fold(x, dw.astype(p.acc_dtype), p).astype(out.dtype)
+        return conv_fft(x, dw, p)
+
+    return out, bilinear_tangent(out, dx, dw, lambda dx: _input_tangent(dx, w, p), along_w)
 
 
 FLIPPED_FOLD_MIN_TAPS = 10
-"""Stride-1 kernels from this many taps take their input gradient as `flipped_fold`.
-3x3 ones gained little (0.9-1.3 ms against 1.1-1.5 by the fold's transpose, batch 8,
-next to a 3-12 ms kernel gradient), and the flipped fold slows forward mode and
-compiles (13 depthwise gradient tests: 78 s against 58 s)."""
+"""Stride-1 kernels from this many taps take their input gradient as `flipped_fold`;
+smaller ones gain little from it and would pay in forward mode and compile time."""
 
 
 def _input_tangent(dx, w, p: ConvParams):
@@ -259,13 +242,11 @@ def _input_tangent(dx, w, p: ConvParams):
     that reverse mode runs, is again a fast fold.
 
     The fold's own transpose is a sum of per-tap pads, which XLA evaluates with a
-    bounds check per tap and element: 3-6x slower than the fold on 5x5 and 7x7 layers.
-    At stride 1 (no lhs dilation, multiplier 1) the input gradient is the fold of the
-    cotangent with the flipped kernel, each padding edge becoming its complement
-    (`flipped_fold`). Written as that fold's `linear_transpose`, the tangent transposes
-    back to it: 28x28x240 5x5 input gradient 1.6 ms against 6.9, ConvNeXt 56x56x96
-    7x7 4.8 against 28 (CPU, batch 8). Forward mode pays instead: its tangent is the
-    sum of pads, slower to run and to compile. Kernels of fewer than
+    bounds check per tap and element. At stride 1 (no lhs dilation, multiplier 1) the
+    input gradient is the fold of the cotangent with the flipped kernel, each padding
+    edge becoming its complement (`flipped_fold`). Written as that fold's
+    `linear_transpose`, the tangent transposes back to it. Forward mode pays instead:
+    its tangent is the sum of pads, slower to run and to compile. Kernels of fewer than
     `FLIPPED_FOLD_MIN_TAPS` keep the fold as their tangent, as do strided ones (the fold
     from a padded copy, whose transpose is the cheaper one).
 
@@ -276,7 +257,7 @@ def _input_tangent(dx, w, p: ConvParams):
     if small or dilated or any(s > 1 for s in p.strides) or w.shape[-1] > 1:
         return depthwise_fold(dx, w, p, split=False)
     padded = [s + lo + hi for s, (lo, hi) in zip(dx.shape[1:-2], p.pads)]
-    out_shape = (dx.shape[0], *_common.out_spatial(padded, w.shape[:-3], p), *w.shape[-2:])
+    out_shape = (dx.shape[0], *_windows.out_spatial(padded, w.shape[:-3], p), *w.shape[-2:])
     out = jax.ShapeDtypeStruct(out_shape, p.out_dtype)  # (N, *O, C, M)
     (tangent,) = jax.linear_transpose(lambda ct: flipped_fold(ct, w, p, dx.dtype), out)(dx)
     return tangent
@@ -295,17 +276,15 @@ def flipped_fold(ct, w, p: ConvParams, dtype):
 
 BLOCK_BYTES = 1 << 20
 """Bytes of x and output that one block of `blocked_fold` spans: half of one core's L2
-(2 MiB on the bench CPU). Blocks of 2 MiB and more ran 2x slower on the 112x112x32 layer."""
+on the bench CPU."""
 
 
 def blocked_fold(x, w, p: ConvParams):
     """The fold as a map over blocks of images and output rows of about `BLOCK_BYTES`,
     each recomputed under `jax.checkpoint`. Used as the kernel tangent: its transpose,
-    the kernel gradient, then reduces each block's taps while the block is in cache
-    (112x112x32 3x3, batch 8: 11 ms, against 40 ms over the whole arrays, 22-38 ms by
-    FFT, and 20-23 ms for lax's own kernel gradient). Without the checkpoint, reverse
-    mode would save every block's windows. A channel multiplier of 1 is squeezed out: a
-    trailing unit axis made XLA's CPU reductions 4x slower.
+    the kernel gradient, then reduces each block's taps while the block is in cache.
+    Without the checkpoint, reverse mode would save every block's windows. A channel
+    multiplier of 1 is squeezed out: a trailing unit axis slows XLA's CPU reductions.
 
     x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M) in the accumulation dtype.
     """
@@ -314,8 +293,8 @@ def blocked_fold(x, w, p: ConvParams):
     if squeeze:
         x, w = x[..., 0], w[..., 0]  # (N, *S, C), (*K, 1, C)
     trail = x.ndim - 1 - len(kernel)  # channel axes after the spatial ones
-    xp = _common.pad_spatial(x, p.pads, p.lhs_dilation, 0, trail=trail)  # (N, *Sp, C[, 1])
-    out = _common.out_spatial(xp.shape[1 : 1 + len(kernel)], kernel, p)
+    xp = _windows.pad_spatial(x, p.pads, p.lhs_dilation, 0, trail=trail)  # (N, *Sp, C[, 1])
+    out = _windows.out_spatial(xp.shape[1 : 1 + len(kernel)], kernel, p)
     n, stride = x.shape[0], p.strides[0]
     extent = dilate_dim(kernel[0], p.rhs_dilation[0])
     channels = x.shape[-1:] if squeeze else w.shape[-2:]
@@ -365,3 +344,47 @@ def fold_blocks(padded_shape, out, extent: int, stride: int, channels, itemsize:
         if rows >= 1:
             return batch, min(rows, max(first, 1))
     return 1, 1
+
+
+def depthwise_workspace(problem: Problem, piece: bool = False) -> int:
+    """Stride 1: the border bands `_split_fold` copies (none for small kernels); else
+    the padded copy of x, except for strided kernels padded per tap. A piece always
+    pads a copy (`conv_depthwise_padded`): its input is a copy already."""
+    x_shape, p = problem.x_shape, problem.params
+    bands = None if piece else split_band_elements(x_shape[1:-2], problem.kernel, p)
+    if bands is not None:
+        return bands * x_shape[0] * math.prod(x_shape[-2:]) * problem.itemsize
+    return 0 if pads_per_tap(problem.kernel, p) else problem.padded_bytes
+
+
+MAX_ROW_READS = 2
+"""A piece of output rows may read at most this many times its share of input rows:
+its window overlaps the next piece's by the kernel's extent less the stride."""
+
+MIN_GROUP_PIECE = 64
+"""A piece of a single image gives way to as many pieces of groups where those keep
+this many channels."""
+
+
+def depthwise_piece_ok(piece: Problem, axis: str, count: int) -> bool:
+    """Rows that re-read most of their window, and single images where pieces of groups
+    would stay wide, run slower than the alternatives (docs/design.md, "Pieces")."""
+    if axis == "rows":
+        share = piece.out_spatial[0] * piece.params.strides[0]
+        return piece.x_shape[1] <= MAX_ROW_READS * share
+    if axis == "batch" and piece.x_shape[0] == 1:
+        return piece.groups // count < MIN_GROUP_PIECE
+    return True
+
+
+ALGORITHM = Algorithm(
+    name="depthwise",
+    fn=conv_depthwise,
+    summary="depthwise convs as fused per-tap multiply-adds, gradients as folds",
+    supports=depthwise_unsupported,
+    workspace=depthwise_workspace,
+    piece_axes=("rows", "batch", "groups"),
+    piece_ok=depthwise_piece_ok,
+    piece_fn=conv_depthwise_padded,
+    backends=("cpu", "gpu"),
+)

@@ -1,38 +1,20 @@
-"""The "direct" algorithm: one strided slice and one GEMM per kernel tap."""
+"""The "direct" algorithm: one strided slice and one GEMM per kernel tap; the reference path."""
 
 from __future__ import annotations
 
+import math
+
 import jax
-from jax import lax
 
-from jaxconv._algorithms._common import out_spatial, padded_input, strided_window, taps
-from jaxconv._typing import ConvParams
-
-
-def grouped_dot(a, b, p: ConvParams, acc_dtype):
-    """Contract a (..., G, Ig) with b (Ig, G, Og) over Ig, batched over G -> (..., G, Og).
-
-    With G == 1 this is a plain GEMM; otherwise a batched one whose batch axis
-    dot_general puts first, so the result is moved back next to Og.
-    """
-    groups = a.shape[-2]
-    if groups == 1:
-        out = lax.dot_general(
-            a[..., 0, :],
-            b[:, 0, :],
-            (((a.ndim - 2,), (0,)), ((), ())),
-            precision=p.precision,
-            preferred_element_type=acc_dtype,
-        )  # (..., Og)
-        return out[..., None, :]  # (..., 1, Og)
-    out = lax.dot_general(
-        a,
-        b,
-        (((a.ndim - 1,), (0,)), ((a.ndim - 2,), (1,))),
-        precision=p.precision,
-        preferred_element_type=acc_dtype,
-    )  # (G, ..., Og)
-    return jax.numpy.moveaxis(out, 0, -2)  # (..., G, Og)
+from jaxconv._algorithms._base import Algorithm
+from jaxconv._algorithms._windows import (
+    grouped_dot,
+    out_spatial,
+    padded_input,
+    strided_window,
+    taps,
+)
+from jaxconv._spec import ConvParams, Problem
 
 
 def conv_direct(x, w, p: ConvParams):
@@ -42,8 +24,8 @@ def conv_direct(x, w, p: ConvParams):
 
     Shapes: N batch, S/O input/output spatial, K kernel, G groups, Ig/Og
     per-group channels. x: (N, *S, G, Ig); w: (*K, Ig, G, Og). Returns
-    (N, *O, G, Og). Supports every configuration lax does; memory is one output
-    plus one window at a time. Wins for few taps and many channels.
+    (N, *O, G, Og). Supports every configuration lax does; memory is the padded
+    input plus one output per tap (XLA keeps the terms of the sum apart).
     """
     with jax.named_scope("jaxconv.direct"):
         xp = padded_input(x, p)  # (N, *Sp, G, Ig)
@@ -55,3 +37,18 @@ def conv_direct(x, w, p: ConvParams):
             term = grouped_dot(window, w[tap], p, p.acc_dtype)  # (N, *O, G, Og)
             acc = term if acc is None else acc + term
         return acc.astype(p.out_dtype)
+
+
+def direct_workspace(problem: Problem, piece: bool = False) -> int:
+    """The padded input; with Ig > 1, one GEMM output per tap."""
+    per_tap = problem.out_bytes if problem.x_shape[-1] > 1 else 0
+    return problem.padded_bytes + math.prod(problem.kernel) * per_tap
+
+
+ALGORITHM = Algorithm(
+    name="direct",
+    fn=conv_direct,
+    summary="one strided slice and GEMM per tap: the reference path, any configuration",
+    workspace=direct_workspace,
+    backends=("cpu",),
+)

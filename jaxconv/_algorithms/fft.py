@@ -11,6 +11,9 @@ Long axes of dense convs are cut into overlap-save segments (`segments`), so
 the Ig*Og kernel spectra stay a few kernel lengths long instead of the signal's.
 16-bit inputs are computed in float32. Autodiff through the FFTs gives the
 backward pass as FFT correlations, and forward mode works unchanged.
+
+Every output mixes every input of its transform, so one NaN or inf in x or w
+spreads over the whole segment: not exact for non-finite values.
 """
 
 from __future__ import annotations
@@ -21,18 +24,17 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv._algorithms import _common
-from jaxconv._typing import ConvParams
+from jaxconv._algorithms import _windows
+from jaxconv._algorithms._base import INEXACT, Algorithm
+from jaxconv._shapes import dilate_dim, is_symbolic
+from jaxconv._spec import ConvParams, Problem
 
 
-def fft_unsupported(problem) -> str | None:
-    if not (
-        jnp.issubdtype(problem.dtype, jnp.floating)
-        or jnp.issubdtype(problem.dtype, jnp.complexfloating)
-    ):
-        return f"it needs floating or complex inputs, got {problem.dtype}."
+def fft_unsupported(problem: Problem) -> str | None:
     if not problem.kernel:
         return "it needs at least one spatial dimension."
+    if is_symbolic(problem.x_shape[1:]):
+        return "it needs concrete spatial sizes to size its transforms."
     return None
 
 
@@ -52,8 +54,8 @@ def _fast_len(n: int) -> int:
 
 MIN_SEGMENT = 64
 BLOCK_FACTOR = 8
-"""Overlap-save segments are about BLOCK_FACTOR kernel extents long (measured best at
-4-8 on a 1-D k64 conv: 2.3x lax, against 1.1x for one FFT of the whole signal)."""
+"""Overlap-save segments are about BLOCK_FACTOR kernel extents long, and at least
+MIN_SEGMENT samples."""
 
 
 def _segments(padded: int, kd: int, block: bool) -> tuple[int, int, int]:
@@ -80,9 +82,9 @@ def segments(x_shape, w_shape, padded_spatial) -> list[tuple[int, int, int]]:
     "Discrete-Time Signal Processing", 8.7; cuDNN's FFT_TILING) when the kernel
     spectra would outnumber the signal spectra, as in dense convs (Ig*Og spectra
     against N*(Ig+Og)): segment j covers samples [j*B, j*B + L) and yields the B
-    full-overlap outputs that start there, so the kernel spectra shrink to L bins
-    (1-D k64 16->16: 2.2x lax instead of 1.1x). Depthwise convs keep one segment:
-    measured, their overlap costs more than the cheap kernel spectra save.
+    full-overlap outputs that start there, so the kernel spectra shrink to L bins.
+    Depthwise convs keep one segment: their overlap costs more than their cheap
+    kernel spectra save.
     """
     n, ig, og = x_shape[0], x_shape[-1], w_shape[-1]
     block = ig * og > n * (ig + og)
@@ -92,22 +94,10 @@ def segments(x_shape, w_shape, padded_spatial) -> list[tuple[int, int, int]]:
 def kernel_spectra_dominate(x_shape, w_shape, padded_spatial) -> bool:
     """Whether the kernel spectra outnumber the input and output spectra even after
     segmenting: then transforming the kernel costs more than the product saves, and
-    the FFT forward loses to a direct conv (wav2vec2's pos_conv, 16 groups of 48
-    channels, k128 on 499 frames: 0.3x lax forward; its FFT backward 17x)."""
+    the FFT forward loses to a direct conv (wav2vec2's pos_conv)."""
     split = segments(x_shape, w_shape, padded_spatial)
     signal, kernel = _sizes(split, x_shape[0], x_shape[-2], x_shape[-1], w_shape[-1])
     return kernel > signal
-
-
-def fft_workspace_bytes(x_shape, w_shape, padded_spatial, itemsize: int) -> int:
-    """Complex spectra of input, kernel and output that the FFT path holds: complex
-    (2 * itemsize) on half the bins of the last axis (rfft), so itemsize per sample.
-    Several groups of several channels hold the signal spectra twice: XLA lays them out
-    again for the contraction's batch of frequencies and groups."""
-    split = segments(x_shape, w_shape, padded_spatial)
-    signal, kernel = _sizes(split, x_shape[0], x_shape[-2], x_shape[-1], w_shape[-1])
-    relaid = signal if x_shape[-2] > 1 and x_shape[-1] > 1 else 0
-    return itemsize * (signal + relaid + kernel)
 
 
 def _split(x, axis: int, count: int, length: int, per: int):
@@ -135,9 +125,9 @@ def conv_fft(x, w, p: ConvParams):
         compute = p.acc_dtype
         if not (jnp.issubdtype(compute, jnp.complexfloating) or compute == jnp.float64):
             compute = jnp.float32
-        xp = _common.padded_input(x.astype(compute), p)  # (N, *Sp, G, Ig)
+        xp = _windows.padded_input(x.astype(compute), p)  # (N, *Sp, G, Ig)
         n_sp = w.ndim - 3
-        wd = _common.pad_spatial(
+        wd = _windows.pad_spatial(
             w.astype(compute), ((0, 0),) * n_sp, p.rhs_dilation, 0, lead=0, trail=3
         )  # (*Kd, Ig, G, Og)
         wd = jnp.flip(wd, tuple(range(n_sp)))
@@ -167,7 +157,7 @@ def conv_fft(x, w, p: ConvParams):
             )  # (N, C0, F0, ..., G, Og)
         y = ifft(yf, s=lengths, axes=axes_x)  # (N, C0, L0, ..., G, Og)
         # Keep each segment's full-overlap outputs, merge the segments, then stride.
-        out = _common.out_spatial(spatial, w.shape[:n_sp], p)
+        out = _windows.out_spatial(spatial, w.shape[:n_sp], p)
         start, limit = [0] * y.ndim, list(y.shape)
         for d, (k, (_, _, per)) in enumerate(zip(kd, split)):
             first = min(k - 1, y.shape[2 + 2 * d])  # an empty output may start past the end
@@ -180,3 +170,52 @@ def conv_fft(x, w, p: ConvParams):
             y, [0] * y.ndim, limit + list(y.shape[-2:]), [1, *p.strides, 1, 1]
         )  # (N, *O, G, Og)
         return y.astype(p.out_dtype)
+
+
+def fft_shapes(problem: Problem):
+    """(x_shape, dilated w_shape, padded spatial) as `conv_fft` sees them."""
+    p = problem.params
+    padded = [
+        dilate_dim(s, d) + lo + hi
+        for s, d, (lo, hi) in zip(problem.x_shape[1:-2], p.lhs_dilation, p.pads)
+    ]
+    dilated = tuple(dilate_dim(k, d) for k, d in zip(problem.kernel, p.rhs_dilation))
+    return problem.x_shape, dilated + problem.w_shape[-3:], padded  # w: (*Kd, Ig, G, Og)
+
+
+def fft_workspace(problem: Problem, piece: bool = False) -> int:
+    """Complex spectra of input, kernel and output: complex (2 * itemsize) on half the
+    bins of the last axis (rfft), so one compute itemsize per sample. Several groups of
+    several channels hold the signal spectra twice: XLA lays them out again for the
+    contraction's batch of frequencies and groups."""
+    x_shape, w_shape, padded = fft_shapes(problem)
+    split = segments(x_shape, w_shape, padded)
+    signal, kernel = _sizes(split, x_shape[0], x_shape[-2], x_shape[-1], w_shape[-1])
+    relaid = signal if x_shape[-2] > 1 and x_shape[-1] > 1 else 0
+    return problem.compute_itemsize * (signal + relaid + kernel)
+
+
+MIN_PIECE_OUTPUTS = 8192
+"""A dense piece of rows or images keeps at least this many output positions."""
+
+
+def fft_piece_ok(piece: Problem, axis: str, count: int) -> bool:
+    """A piece of rows or images of a dense FFT transforms the whole kernel again, which
+    small pieces cannot repay (docs/design.md, "Pieces")."""
+    if piece.x_shape[-1] > 1 and axis != "groups":
+        return piece.x_shape[0] * math.prod(piece.out_spatial) >= MIN_PIECE_OUTPUTS
+    return True
+
+
+ALGORITHM = Algorithm(
+    name="fft",
+    fn=conv_fft,
+    summary="rfftn spectra, a channel contraction per frequency (Mathieu et al. 2013)",
+    supports=fft_unsupported,
+    dtypes=INEXACT,
+    workspace=fft_workspace,
+    piece_axes=("groups", "rows", "batch"),
+    piece_ok=fft_piece_ok,
+    exact_nonfinite=False,
+    backends=("cpu", "gpu"),
+)

@@ -8,24 +8,25 @@ x_pad[o*s : o*s + s], and the kernel meets the block's phases 0, d, ..., (k-1)*d
     out[n, o, g, :] = sum_{k, i} x_pad[n, o*s + k*d, g, i] * w[k, i, g, :]
 
 That is a single `dot_general` contracting (taps, Ig); there is no window to
-gather, so it beats XLA's convolution emitter on CPU (bench/results: 1x1
-layers 1.0-2.2x forward, patch embeddings about 2x). Its transposes are the
-same reshapes and one GEMM each, so the backward pass gains as well.
+gather, so it beats XLA's convolution emitter on CPU. Its transposes are the same
+reshapes and one GEMM each, so the backward pass gains as well.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv._algorithms import _common
-from jaxconv._algorithms.direct import grouped_dot
-from jaxconv._padding import dilate_dim
-from jaxconv._typing import ConvParams
+from jaxconv._algorithms._base import Algorithm
+from jaxconv._algorithms._windows import grouped_dot, out_spatial, padded_input
+from jaxconv._shapes import dilate_dim
+from jaxconv._spec import ConvParams, Problem
 
 
-def pointwise_unsupported(problem) -> str | None:
+def pointwise_unsupported(problem: Problem) -> str | None:
     p = problem.params
     extents = [dilate_dim(k, d) for k, d in zip(problem.kernel, p.rhs_dilation)]
     if any(e > s for e, s in zip(extents, p.strides)):
@@ -40,10 +41,10 @@ def pointwise_unsupported(problem) -> str | None:
 def conv_pointwise(x, w, p: ConvParams):
     """x: (N, *S, G, Ig), w: (*K, Ig, G, Og) with (K-1)*d + 1 <= s -> (N, *O, G, Og)."""
     with jax.named_scope("jaxconv.pointwise"):
-        xp = _common.padded_input(x, p)  # (N, *Sp, G, Ig)
+        xp = padded_input(x, p)  # (N, *Sp, G, Ig)
         kernel = w.shape[:-3]
         n_sp = len(kernel)
-        out = _common.out_spatial(xp.shape[1:-2], kernel, p)
+        out = out_spatial(xp.shape[1:-2], kernel, p)
         # Pad or crop each spatial axis to O*s: the last block's unread tail may lie
         # past the padded input (never read), or the input may run past it (cropped).
         config = [(0, 0, 0)] + [(0, o * s - n, 0) for o, s, n in zip(out, p.strides, xp.shape[1:])]
@@ -66,3 +67,21 @@ def conv_pointwise(x, w, p: ConvParams):
         wm = w.reshape(-1, *w.shape[-2:])  # (T*Ig, G, Og)
         y = grouped_dot(patches, wm, p, p.acc_dtype)  # (N, *O, G, Og)
         return y.astype(p.out_dtype)
+
+
+def pointwise_workspace(problem: Problem, piece: bool = False) -> int:
+    """1x1 stride 1 is a plain GEMM; otherwise the padded input and the gathered windows."""
+    p = problem.params
+    if all(k == 1 for k in problem.kernel) and all(s == 1 for s in p.strides):
+        return 0
+    windows = problem.x_shape[0] * math.prod(problem.out_spatial) * math.prod(problem.kernel)
+    return problem.padded_bytes + windows * math.prod(problem.x_shape[-2:]) * problem.itemsize
+
+
+ALGORITHM = Algorithm(
+    name="pointwise",
+    fn=conv_pointwise,
+    summary="windows that do not overlap (1x1, patch embeddings) as one reshape and GEMM",
+    supports=pointwise_unsupported,
+    workspace=pointwise_workspace,
+)

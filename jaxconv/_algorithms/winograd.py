@@ -8,25 +8,26 @@ so the channel contraction runs once per transformed tile position (a^n
 batched GEMMs) instead of once per tap: 2.25x (F(2x2,3x3)) or 4x (F(4x4,3x3))
 fewer multiplications than direct for 3x3 stride-1 convs. The price is
 rounding: the transforms add and subtract, so the error against "direct" grows
-with m and the number of dims. Measured in float32 on N(0,1) data, 64 -> 32
-channels, max error relative to the largest output (float64 reference):
-2-D (2x9x10): direct 1.5e-7, F(2,3) 3.7e-7, F(4,3) 5.3e-6; 3-D (1x6x9x10):
-direct 1.8e-7, F(2,3) 2.7e-7, F(4,3) 2.1e-5. 16-bit inputs are computed in
-float32. On CPU, F(4,3) runs ResNet-50's res2/res3 layers 1.3-1.7x faster than
-XLA, F(2,3) res4 1.5x (bench/results). The registry pairs this forward pass
-with exact convolutions for the gradients (`with_tangents`), which measured
-faster than autodiff through the transforms.
+with m and the number of dims (docs/design.md, "Winograd"), and one NaN or inf
+reaches every output of its tile. 16-bit inputs are computed in float32. The
+gradients come from exact convolutions (`with_tangents`), which run faster than
+autodiff through the transforms.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv._algorithms import _common
-from jaxconv._typing import ConvParams
+from jaxconv._algorithms import _windows
+from jaxconv._algorithms._base import Algorithm, with_tangents
+from jaxconv._algorithms.xla import conv_xla
+from jaxconv._algorithms.xla2d import conv_xla2d_terms
+from jaxconv._spec import ConvParams, Problem
 
 # (B^T, G, A^T) for F(m, 3), from Lavin & Gray (2015), "Fast Algorithms for CNNs".
 _MATRICES = {
@@ -66,14 +67,12 @@ _MATRICES = {
 }
 
 
-def winograd_unsupported(problem) -> str | None:
+def winograd_unsupported(problem: Problem) -> str | None:
     p = problem.params
     if not problem.kernel or any(k != 3 for k in problem.kernel):
         return f"it needs a 3-tap kernel in every spatial dim, got {problem.kernel}."
     if any(s != 1 for s in p.strides) or any(d != 1 for d in p.rhs_dilation):
         return "it needs stride 1 and no kernel dilation."
-    if not jnp.issubdtype(problem.dtype, jnp.floating):
-        return f"it needs floating inputs, got {problem.dtype}."
     return None
 
 
@@ -98,9 +97,9 @@ def _conv_winograd(x, w, p: ConvParams, m: int):
     bt, gm, at = _MATRICES[m]
     a = m + 2
     compute = jnp.float64 if p.acc_dtype == jnp.float64 else jnp.float32
-    xp = _common.padded_input(x.astype(compute), p)  # (N, *Sp, G, Ig)
+    xp = _windows.padded_input(x.astype(compute), p)  # (N, *Sp, G, Ig)
     n_sp = w.ndim - 3
-    out = _common.out_spatial(xp.shape[1 : 1 + n_sp], (3,) * n_sp, p)
+    out = _windows.out_spatial(xp.shape[1 : 1 + n_sp], (3,) * n_sp, p)
     tiles = [-(-o // m) for o in out]
     # Pad so every tile has a full a-wide input window: length (T-1)*m + a.
     config = (
@@ -161,3 +160,60 @@ def conv_winograd4(x, w, p: ConvParams):
     """F(4x4, 3x3) (N-D): fewer multiplications than F(2, 3), larger rounding error."""
     with jax.named_scope("jaxconv.winograd4"):
         return _conv_winograd(x, w, p, 4)
+
+
+def conv_exact(x, w, p: ConvParams):
+    """The exact convolution that Winograd's tangents run: XLA's, or for 3-D and up
+    `xla2d`'s written-out sum (whose backward beats XLA's 3-D one)."""
+    return conv_xla2d_terms(x, w, p) if w.ndim - 3 >= 3 else conv_xla(x, w, p)
+
+
+def winograd_tiles(problem: Problem, m: int):
+    """Output tiles of m^n across the batch: the rows of each of Winograd's GEMMs."""
+    return problem.x_shape[0] * math.prod(-(-o // m) for o in problem.out_spatial)
+
+
+def _workspace(m: int):
+    def workspace(problem: Problem, piece: bool = False) -> int:
+        """The transformed tiles of input and output, and the transformed kernel, at
+        each of the (m + 2)^n tile positions."""
+        positions = (m + 2) ** len(problem.kernel)
+        groups, ig, og = problem.groups, problem.x_shape[-1], problem.w_shape[-1]
+        tiles = winograd_tiles(problem, m)
+        return problem.compute_itemsize * positions * groups * (tiles * (ig + og) + ig * og)
+
+    return workspace
+
+
+MIN_PIECE_TILES = 64
+"""A piece keeps at least max(this, output channels) tiles per GEMM."""
+
+
+def _piece_ok(m: int):
+    def piece_ok(piece: Problem, axis: str, count: int) -> bool:
+        """Fewer tiles than output channels make the transformed kernel outweigh them."""
+        tiles = winograd_tiles(piece, m)
+        return tiles >= max(MIN_PIECE_TILES, piece.w_shape[-1])
+
+    return piece_ok
+
+
+def _algorithm(name: str, m: int, fn) -> Algorithm:
+    return Algorithm(
+        name=name,
+        fn=with_tangents(fn, conv_exact, f"conv_{name}"),
+        summary=f"F({m}, 3) minimal filtering, N-D (Lavin & Gray 2015); exact gradients",
+        supports=winograd_unsupported,
+        dtypes=("floating",),
+        workspace=_workspace(m),
+        piece_ok=_piece_ok(m),
+        piece_fn=fn,
+        exact_nonfinite=False,
+        backends=("cpu",),
+    )
+
+
+WINOGRAD = _algorithm("winograd", 2, conv_winograd)
+WINOGRAD4 = _algorithm("winograd4", 4, conv_winograd4)
+TILE = {"winograd4": 4, "winograd": 2}
+"""Output tile size m of each Winograd algorithm, F(m, 3), larger tiles first."""

@@ -1,12 +1,13 @@
-"""The "xla" algorithm: lax.conv_general_dilated itself, the oracle and escape hatch."""
+"""The "xla" algorithm: `lax.conv_general_dilated` itself, the oracle and escape hatch."""
 
 from __future__ import annotations
 
 import jax
 from jax import lax
 
+from jaxconv._algorithms._base import Algorithm
 from jaxconv._layout import channels_last
-from jaxconv._typing import ConvParams
+from jaxconv._spec import ConvParams
 
 
 def conv_xla(x, w, p: ConvParams):
@@ -17,8 +18,6 @@ def conv_xla(x, w, p: ConvParams):
     with jax.named_scope("jaxconv.xla"):
         n, *spatial, groups, ig = x.shape
         ig_, _, og = w.shape[-3:]
-        nd = len(spatial)
-        dn = channels_last(nd)
         out = lax.conv_general_dilated(
             x.reshape(n, *spatial, groups * ig),  # (N, *S, G*Ig)
             w.reshape(*w.shape[:-3], ig_, groups * og),  # (*K, Ig, G*Og)
@@ -26,9 +25,18 @@ def conv_xla(x, w, p: ConvParams):
             p.pads,
             p.lhs_dilation,
             p.rhs_dilation,
-            dn,
+            channels_last(len(spatial)),
             feature_group_count=groups,
             precision=p.precision,
             preferred_element_type=p.preferred_element_type,
         )  # (N, *O, G*Og)
         return out.reshape(*out.shape[:-1], groups, og).astype(p.out_dtype)  # (N, *O, G, Og)
+
+
+ALGORITHM = Algorithm(
+    name="xla",
+    fn=conv_xla,
+    summary="`lax.conv_general_dilated` itself",
+    dtypes=("bool", "integer", "floating", "complexfloating"),
+    piece_axes=(),
+)

@@ -1,7 +1,7 @@
 """The "xla2d" algorithm: an N-D conv (N >= 3) as 2-D XLA convs over its last two axes.
 
-XLA's CPU backend runs 2-D convolutions well (50-90% of the matmul peak here)
-but 3-D ones at half that or less. The leading spatial axes (depth, time) are
+XLA's CPU backend runs 2-D convolutions near the matmul peak but 3-D ones at half
+that or less. The leading spatial axes (depth, time) are
 therefore unrolled over their kernel taps, and each tap becomes a 2-D conv over
 (H, W) with the leading output positions folded into the batch:
 
@@ -15,8 +15,7 @@ again). The tangents, and so the gradients, take the written-out sum
 
 With few input channels (a video stem's 3), the taps go into the channels
 instead: one 2-D conv over T*Ig channels, since XLA's 2-D conv is weak on very
-few channels. bench/results: 3-D ResNet-18/C3D layers 1.2-3.5x forward, 3-20x with
-the backward. It is the plain decomposition of an N-D convolution into a sum of
+few channels. It is the plain decomposition of an N-D convolution into a sum of
 (N-1)-D ones over the leading kernel taps, applied until 2-D remains.
 """
 
@@ -29,17 +28,17 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv._algorithms import _common
+from jaxconv._algorithms import _windows
+from jaxconv._algorithms._base import Algorithm, with_tangents
 from jaxconv._algorithms.xla import conv_xla
-from jaxconv._typing import ConvParams
+from jaxconv._shapes import dilate_dim
+from jaxconv._spec import ConvParams, Problem
 
 FOLD_MAX_CHANNELS = 32
-"""Input channels per group below which the leading taps go into the channels
-(C3D conv1, 3 channels: 3.1x lax folded, 1.5x unrolled; 64+ channels: unrolled
-is as fast or faster)."""
+"""Input channels per group below which the leading taps go into the channels."""
 
 
-def xla2d_unsupported(problem) -> str | None:
+def xla2d_unsupported(problem: Problem) -> str | None:
     if len(problem.kernel) < 3:
         return f"it needs 3 or more spatial dimensions, got {len(problem.kernel)}."
     return None
@@ -85,14 +84,14 @@ def _lead_windows(x, w, p: ConvParams):
     the last two)."""
     n_lead = w.ndim - 5
     lead = slice(0, n_lead)
-    xp = _common.pad_spatial(
+    xp = _windows.pad_spatial(
         x, p.pads[lead], p.lhs_dilation[lead], 0, lead=1, trail=4
     )  # (N, *Lp, H, W, G, Ig)
     lead_p, plane = _split(p, n_lead)
-    out_lead = _common.out_spatial(xp.shape[1 : 1 + n_lead], w.shape[lead], lead_p)
-    taps = list(_common.taps(w.shape[lead]))
+    out_lead = _windows.out_spatial(xp.shape[1 : 1 + n_lead], w.shape[lead], lead_p)
+    taps = list(_windows.taps(w.shape[lead]))
     windows = (
-        _common.strided_window(xp, tap, lead_p.rhs_dilation, lead_p.strides, out_lead)
+        _windows.strided_window(xp, tap, lead_p.rhs_dilation, lead_p.strides, out_lead)
         for tap in taps
     )  # each (N, *Ol, H, W, G, Ig)
     return taps, windows, out_lead, plane
@@ -136,10 +135,10 @@ def _tap_loop(x, w, p: ConvParams):
     its kernel slice, and adds its 2-D conv to the carried sum."""
     n_lead = w.ndim - 5
     lead = slice(0, n_lead)
-    x = _common.pad_spatial(x, [(0, 0)] * n_lead, p.lhs_dilation[lead], 0, lead=1, trail=4)
+    x = _windows.pad_spatial(x, [(0, 0)] * n_lead, p.lhs_dilation[lead], 0, lead=1, trail=4)
     padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[1 : 1 + n_lead], p.pads[lead])]
     lead_p, plane = _split(p, n_lead)
-    out_lead = _common.out_spatial(padded, w.shape[lead], lead_p)
+    out_lead = _windows.out_spatial(padded, w.shape[lead], lead_p)
     plane_shape, kernel_shape = x.shape[1 + n_lead :], w.shape[n_lead:]
     # The loop's operands flattened, in XLA's default layout: a canonical view with its
     # unit group axis laid out apart was copied whole into the loop.
@@ -151,10 +150,45 @@ def _tap_loop(x, w, p: ConvParams):
         for axis, k in enumerate(jnp.unravel_index(t, w.shape[lead])):
             (lo, _), s, d = p.pads[axis], lead_p.strides[axis], lead_p.rhs_dilation[axis]
             index = jnp.arange(out_lead[axis]) * s + k * d - lo
-            window = _common.take_rows(window, index, 1 + axis)
+            window = _windows.take_rows(window, index, 1 + axis)
         planes = window.reshape(-1, *plane_shape)  # (B, H, W, G, Ig), B = N * prod(Ol)
         kernel = lax.dynamic_index_in_dim(wf, t, keepdims=False).reshape(kernel_shape)
         return conv_xla(planes, kernel, plane)  # (B, Ho, Wo, G, Og)
 
     acc = lax.fori_loop(1, wf.shape[0], lambda t, acc: acc + term(t), term(0))
     return _unfold(acc, x.shape[0], out_lead, p)
+
+
+def xla2d_workspace(problem: Problem, piece: bool = False) -> int:
+    """Few channels: the padded input, the taps' windows in the channels and the kernel
+    laid out for them. Else one tap's window, kernel slice and 2-D output, plus the
+    carried sum where it is wider than the output or leaves a piece's conditional as a
+    copy. 16-bit inputs: XLA:CPU converts x and w to float32 for its convs, whole."""
+    x_shape, w_shape, p = problem.x_shape, problem.w_shape, problem.params
+    itemsize, wide = problem.itemsize, problem.compute_itemsize
+    converted = 0 if wide == itemsize else (math.prod(x_shape) + math.prod(w_shape)) * wide
+    lead = [dilate_dim(s, d) for s, d in zip(x_shape[1:-4], p.lhs_dilation[:-2])]
+    planes = math.prod(x_shape[-4:]) * x_shape[0] * wide
+    dilated = 0 if tuple(lead) == tuple(x_shape[1:-4]) else math.prod(lead) * planes
+    if x_shape[-1] < FOLD_MAX_CHANNELS:
+        padded = [s + lo + hi for s, (lo, hi) in zip(lead, p.pads[:-2])]
+        copy = 0 if padded == lead else math.prod(padded) * planes
+        windows = math.prod(problem.kernel[:-2]) * math.prod(padded) * planes
+        kernel = math.prod(w_shape) * wide
+        return converted + dilated + copy + windows + kernel
+    window = math.prod(problem.out_spatial[:-2]) * planes
+    kernel = math.prod(w_shape[-5:]) * wide
+    acc = problem.out_bytes * wide // itemsize
+    carried = acc if piece or wide > itemsize else 0
+    return converted + dilated + window + kernel + acc + carried
+
+
+ALGORITHM = Algorithm(
+    name="xla2d",
+    fn=with_tangents(conv_xla2d, conv_xla2d_terms, "conv_xla2d"),
+    summary="3-D and up as 2-D XLA convs over the last two axes, a leading tap at a time",
+    supports=xla2d_unsupported,
+    workspace=xla2d_workspace,
+    piece_fn=conv_xla2d,
+    tangent_fn=conv_xla2d_terms,
+)
