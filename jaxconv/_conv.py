@@ -324,7 +324,11 @@ def conv_plan(
     else:
         workspace = piece_bytes(problem, chosen, *choice.pieces)
     return ConvPlan(
-        choice.algorithm, choice.pieces, workspace, problem.io_bytes, chosen.exact_nonfinite
+        choice.algorithm,
+        choice.pieces,
+        workspace,
+        problem.io_bytes,
+        chosen.exact_nonfinite(problem),
     )
 
 

@@ -157,7 +157,7 @@ def _fit(problem: Problem, name: str) -> Choice | None:
     algorithm = REGISTRY[name]
     if algorithm.why_not(problem) is not None:
         return None
-    if exact_nonfinite_active() and not algorithm.exact_nonfinite:
+    if exact_nonfinite_active() and not algorithm.exact_nonfinite(problem):
         return None
     pieces = fit(problem, algorithm, memory_budget())
     return None if pieces is None else Choice(name, pieces)

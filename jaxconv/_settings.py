@@ -66,8 +66,8 @@ def set_exact_nonfinite(flag: bool) -> None:
     or let it take fast ones that spread them (False, the default), for the process.
 
     The FFT and Winograd algorithms mix every input of a tile or a transform into
-    each output, so one NaN reaches outputs lax keeps finite, and an inf becomes NaN.
-    `jaxconv.ALGORITHMS_EXACT_NONFINITE` lists those that do not.
+    each output, so one NaN reaches outputs lax keeps finite, and an inf becomes NaN;
+    `jaxconv.conv_plan(...).exact_nonfinite` says whether a call's algorithm does not.
 
     Args:
       flag: a bool.
@@ -87,14 +87,14 @@ def exact_nonfinite(flag: bool = True) -> Iterator[None]:
     exactly as lax does (see `set_exact_nonfinite`).
 
     Example:
-      >>> x, w = jnp.ones((1, 64, 64, 4)), jnp.ones((31, 31, 1, 4))
+      >>> x, w = jnp.ones((2, 28, 28, 64)), jnp.ones((31, 31, 1, 64))
       >>> args = ((1, 1), "SAME")
-      >>> kw = dict(dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=4)
+      >>> kw = dict(dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=64)
       >>> jaxconv.chosen_algorithm(x, w, *args, **kw)
       'fft'
       >>> with jaxconv.exact_nonfinite():
       ...     jaxconv.chosen_algorithm(x, w, *args, **kw)
-      'depthwise'
+      'xla'
     """
     if not isinstance(flag, bool):
         raise TypeError(f"exact_nonfinite: `flag` must be a bool, got {flag!r}.")

@@ -44,6 +44,25 @@ def _any_piece(piece: Problem, axis: str, count: int) -> bool:
     return True
 
 
+def _exact(problem: Problem) -> bool:
+    return True
+
+
+def _inexact(problem: Problem) -> bool:
+    return False
+
+
+def no_holes(problem: Problem) -> bool:
+    """No stride and no lhs dilation: lax's gradients of strided convs, and its lhs-dilated
+    convs, multiply the zeros they insert with the other operand (0 * inf is NaN), which
+    an algorithm that skips those products does not reproduce."""
+    p = problem.params
+    return all(s == 1 for s in p.strides) and all(d == 1 for d in p.lhs_dilation)
+
+
+EXACT, INEXACT_NONFINITE = _exact, _inexact
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Algorithm:
     """A convolution algorithm and everything selection needs to know of it.
@@ -64,8 +83,8 @@ class Algorithm:
         None: `fn`.
       tangent_fn: the same function free of custom derivative rules, which another
         algorithm's tangents can run (JAX transposes it); None: `fn`.
-      exact_nonfinite: NaN and ±inf in either operand land where lax's do, in the
-        values and in the gradients.
+      exact_nonfinite: `problem -> bool`: whether NaN and ±inf in either operand land
+        where lax's do (float32 on CPU), in the values and in the gradients.
       backends: where "auto" and the autotuner consider it; () only when named.
       forward, tangents: the parts of a composite, else None.
     """
@@ -80,7 +99,7 @@ class Algorithm:
     piece_ok: Callable[[Problem, str, int], bool] = _any_piece
     piece_fn: Callable | None = None
     tangent_fn: Callable | None = None
-    exact_nonfinite: bool = True
+    exact_nonfinite: Callable[[Problem], bool] = _exact
     backends: tuple[str, ...] = ALL_BACKENDS
     forward: Algorithm | None = None
     tangents: Algorithm | None = None
@@ -166,7 +185,7 @@ def pair(forward: Algorithm, tangents: Algorithm, summary: str) -> Algorithm:
         piece_axes=forward.piece_axes,
         piece_ok=forward.piece_ok,
         piece_fn=forward.in_pieces,
-        exact_nonfinite=forward.exact_nonfinite and tangents.exact_nonfinite,
+        exact_nonfinite=lambda p: forward.exact_nonfinite(p) and tangents.exact_nonfinite(p),
         backends=tuple(b for b in forward.backends if b in tangents.backends),
         forward=forward,
         tangents=tangents,

@@ -31,7 +31,7 @@ import numpy as np
 from jax import lax
 
 from jaxconv._algorithms import _windows
-from jaxconv._algorithms._base import Algorithm, bilinear_tangent
+from jaxconv._algorithms._base import Algorithm, bilinear_tangent, no_holes
 from jaxconv._algorithms.fft import conv_fft
 from jaxconv._shapes import dilate_dim
 from jaxconv._spec import ConvParams, Problem
@@ -377,6 +377,11 @@ def depthwise_piece_ok(piece: Problem, axis: str, count: int) -> bool:
     return True
 
 
+def depthwise_exact(problem: Problem) -> bool:
+    """Exact without holes, where the kernel gradient is the blocked fold (not the FFT)."""
+    return no_holes(problem) and math.prod(problem.kernel) <= BLOCKED_KERNEL_GRAD_MAX_TAPS
+
+
 ALGORITHM = Algorithm(
     name="depthwise",
     fn=conv_depthwise,
@@ -386,5 +391,6 @@ ALGORITHM = Algorithm(
     piece_axes=("rows", "batch", "groups"),
     piece_ok=depthwise_piece_ok,
     piece_fn=conv_depthwise_padded,
+    exact_nonfinite=depthwise_exact,
     backends=("cpu", "gpu"),
 )

@@ -6,7 +6,7 @@ import math
 
 import jax
 
-from jaxconv._algorithms._base import Algorithm
+from jaxconv._algorithms._base import Algorithm, no_holes
 from jaxconv._algorithms._windows import (
     grouped_dot,
     out_spatial,
@@ -50,5 +50,6 @@ ALGORITHM = Algorithm(
     fn=conv_direct,
     summary="one strided slice and GEMM per tap: the reference path, any configuration",
     workspace=direct_workspace,
+    exact_nonfinite=no_holes,
     backends=("cpu",),
 )

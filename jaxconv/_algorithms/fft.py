@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv._algorithms import _windows
-from jaxconv._algorithms._base import INEXACT, Algorithm
+from jaxconv._algorithms._base import INEXACT, INEXACT_NONFINITE, Algorithm
 from jaxconv._shapes import dilate_dim, is_symbolic
 from jaxconv._spec import ConvParams, Problem
 
@@ -216,6 +216,6 @@ ALGORITHM = Algorithm(
     workspace=fft_workspace,
     piece_axes=("groups", "rows", "batch"),
     piece_ok=fft_piece_ok,
-    exact_nonfinite=False,
+    exact_nonfinite=INEXACT_NONFINITE,
     backends=("cpu", "gpu"),
 )

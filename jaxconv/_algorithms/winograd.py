@@ -24,7 +24,7 @@ import numpy as np
 from jax import lax
 
 from jaxconv._algorithms import _windows
-from jaxconv._algorithms._base import Algorithm, with_tangents
+from jaxconv._algorithms._base import INEXACT_NONFINITE, Algorithm, with_tangents
 from jaxconv._algorithms.xla import conv_xla
 from jaxconv._algorithms.xla2d import conv_xla2d_terms
 from jaxconv._spec import ConvParams, Problem
@@ -208,7 +208,7 @@ def _algorithm(name: str, m: int, fn) -> Algorithm:
         workspace=_workspace(m),
         piece_ok=_piece_ok(m),
         piece_fn=fn,
-        exact_nonfinite=False,
+        exact_nonfinite=INEXACT_NONFINITE,
         backends=("cpu",),
     )
 
