@@ -1,7 +1,8 @@
-"""Timing harness: warm-up, block_until_ready, medians, compile time apart.
+"""Timing harness: warm-up, block_until_ready, medians, compile time apart; the
+machine's matmul peak and copy bandwidth, measured in the same run.
 
-Every candidate of a layer is timed in the same process, so the ratio to lax
-is meaningful even on a noisy shared machine; absolute times are not.
+Every candidate of a layer is timed in the same process, so the ratio to lax is
+meaningful even on a noisy shared machine; absolute times are not.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def time_many(calls: dict, repeats: int = 7, min_time: float = 0.05) -> dict:
     alike instead of whichever happened to run during it. Each round runs the
     candidates in a new (seeded) random order, and calls a candidate faster than
     4 x `min_time` once untimed before its sample: otherwise whichever always
-    follows a slow, memory-hungry candidate pays for it (seen as 2-3x outliers).
+    follows a slow, memory-hungry candidate pays for it.
     """
     compile_s, inner, warm = {}, {}, {}
     for name, (fn, args) in calls.items():
@@ -62,11 +63,45 @@ def time_many(calls: dict, repeats: int = 7, min_time: float = 0.05) -> dict:
     }
 
 
-def matmul_peak_gflops(sizes=(1024, 2048), dtype=jnp.float32) -> float:
-    """Best GFLOP/s of n x n x n matmuls on the default device: the peak we compare to."""
+def matmul_peak_gflops(sizes=(1024, 2048), dtype=jnp.float32, repeats: int = 9) -> float:
+    """Best GFLOP/s of n x n x n matmuls on the default device: the compute peak."""
     calls = {}
     for n in sizes:
         a = jnp.ones((n, n), dtype)
         calls[n] = (jax.jit(lambda a, b: a @ b), (a, a))
-    timings = time_many(calls, repeats=9)
+    timings = time_many(calls, repeats=repeats)
     return max(2 * n**3 / t.min_s / 1e9 for n, t in timings.items())
+
+
+def copy_seconds(nbytes: int, repeats: int = 9) -> float:
+    """Best time of one fused pass that reads nbytes / 2 of float32 and writes as many:
+    a copy that moves `nbytes`, the least time a pass moving them can take here (in
+    cache where they fit in cache, from memory where they do not)."""
+    x = jnp.ones((max(nbytes // 8, 1),), jnp.float32)
+    timing = time_many({"copy": (jax.jit(lambda x: x * 1.0001), (x,))}, repeats=repeats)["copy"]
+    return timing.min_s
+
+
+def copy_bandwidth_gbs(mib: int = 256, repeats: int = 9) -> float:
+    """GB/s (read plus written) of a copy moving `mib` MiB: main memory's bandwidth."""
+    nbytes = mib * 2**20
+    return nbytes / copy_seconds(nbytes, repeats) / 1e9
+
+
+def memory_bytes(jitted, *args) -> tuple[int, int] | None:
+    """(temp, peak) bytes of a compiled call: the scratch XLA allocates, and that plus
+    its arguments and outputs (what the call holds at once)."""
+    try:
+        stats = jitted.lower(*args).compile().memory_analysis()
+    except Exception:  # memory_analysis is not on every backend
+        return None
+    if stats is None:
+        return None
+    temp = int(stats.temp_size_in_bytes)
+    peak = (
+        temp
+        + int(stats.argument_size_in_bytes)
+        + int(stats.output_size_in_bytes)
+        - int(stats.alias_size_in_bytes)
+    )
+    return temp, peak

@@ -1,0 +1,1 @@
+"""jaxconv's benchmark: layer suites, whole networks, reports (`python -m bench`)."""
