@@ -1,0 +1,50 @@
+"""The benchmark's own logic (no timing): the README's tables are generated from the
+committed results, the roofline's bytes, which layers are memory-bound, the networks."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+
+from bench import layers, networks, report
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+
+
+def test_readme_tables_are_generated_from_the_results():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert report.readme_block(os.path.join(ROOT, "bench", "results")) in readme
+
+
+def test_roofline_bytes_and_memory_bound():
+    pool = layers.PoolLayer("p", "max", (8, 112, 112, 64), (3, 3), (2, 2), "SAME")
+    out = (8, 56, 56, 64)
+    fwd, both = layers.roofline_bytes(pool, out)
+    assert fwd == 4 * (8 * 112 * 112 * 64 + 8 * 56 * 56 * 64) and both == 2 * fwd
+    assert layers.memory_bound(pool, out)
+    dense = layers.ConvLayer("c", (8, 56, 56, 64), (3, 3, 64, 64), (1, 1))
+    assert not layers.memory_bound(dense, (8, 56, 56, 64))
+    dw = layers.ConvLayer("d", (8, 56, 56, 64), (3, 3, 1, 64), (1, 1), groups=64)
+    assert layers.memory_bound(dw, (8, 56, 56, 64))
+    assert layers.flops(dense, (8, 56, 56, 64)) == 2 * 8 * 56 * 56 * 64 * 9 * 64
+
+
+def test_candidates_use_the_public_api_only():
+    layer = layers.ConvLayer("dw", (1, 14, 14, 32), (3, 3, 1, 32), (1, 1), groups=32)
+    names = list(layers.candidates(layer))
+    assert names[0] == "lax" and names[-1] == "auto:depthwise" and "depthwise" in names
+    big = layers.ConvLayer("k31", (1, 14, 14, 8), (31, 31, 1, 8), (1, 1), groups=8)
+    assert not set(layers.PER_TAP_ALGORITHMS) & set(layers.candidates(big))
+
+
+def test_every_network_builds_and_swaps_without_changing_its_parameters():
+    """The networks' flax and jaxconv variants hold the same parameters and compute the
+    same first loss (tiny inputs; traced, not timed)."""
+    net = networks.NETWORKS[0]  # MobileNetV2
+    _, state_flax, batch = networks.flax_step(net, "flax", (1, 32, 32, 3))
+    step, state_ours, _ = networks.flax_step(net, "jaxconv", (1, 32, 32, 3))
+    assert jax.tree.structure(state_flax[0]) == jax.tree.structure(state_ours[0])
+    for a, b in zip(jax.tree.leaves(state_flax[0]), jax.tree.leaves(state_ours[0])):
+        assert jnp.array_equal(a, b)
+    assert len(networks.NETWORKS) == 9
