@@ -14,7 +14,7 @@ from jax.test_util import check_grads
 import jaxconv
 from jaxconv._algorithms import REGISTRY
 from tests import reference
-from tests.util import FULL, assert_close, random
+from tests.util import FULL, assert_close, both, random, supported
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 NDHWC = ("NDHWC", "DHWIO", "NDHWC")
@@ -28,25 +28,6 @@ def test_registry_is_the_public_list():
         assert algorithm.composite == ("/" in name)
         if algorithm.composite:
             assert name == f"{algorithm.forward.name}/{algorithm.tangents.name}"
-
-
-def supported(algorithm, *args, **kwargs):
-    """Whether `algorithm` accepts the problem (chosen_algorithm raises otherwise)."""
-    try:
-        jaxconv.chosen_algorithm(*args, algorithm=algorithm, **kwargs)
-    except ValueError as e:
-        if "cannot run this problem" in str(e):
-            return False
-        raise
-    return True
-
-
-def both(algorithm, lhs, rhs, *args, **kwargs):
-    """(jaxconv, lax at HIGHEST) on the same arguments."""
-    got = jaxconv.conv_general_dilated(lhs, rhs, *args, algorithm=algorithm, **kwargs)
-    kwargs.setdefault("precision", lax.Precision.HIGHEST)
-    want = lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
-    return got, want
 
 
 GRID = [

@@ -9,21 +9,10 @@ from jax import lax
 import jaxconv
 from jaxconv._algorithms import REGISTRY
 from jaxconv._conv import execute
-from tests.util import assert_close, random, sds
+from tests.util import assert_close, random, sds, supported
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 CONCRETE = list(REGISTRY)
-
-
-def supported(algorithm, *args, **kwargs):
-    """Whether `algorithm` accepts the problem (chosen_algorithm raises otherwise)."""
-    try:
-        jaxconv.chosen_algorithm(*args, algorithm=algorithm, **kwargs)
-    except ValueError as e:
-        if "cannot run this problem" in str(e):
-            return False
-        raise
-    return True
 
 
 @pytest.mark.parametrize(

@@ -14,15 +14,7 @@ import jaxconv
 from jaxconv._algorithms import depthwise
 from jaxconv._algorithms.depthwise import BLOCK_BYTES, fold_blocks, split_band_elements
 from jaxconv._spec import ConvParams
-from tests.util import assert_close, equations, problem_of, random
-
-
-def both(algorithm, lhs, rhs, *args, **kwargs):
-    """(jaxconv, lax at HIGHEST) on the same arguments."""
-    got = jaxconv.conv_general_dilated(lhs, rhs, *args, algorithm=algorithm, **kwargs)
-    kwargs.setdefault("precision", lax.Precision.HIGHEST)
-    want = lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
-    return got, want
+from tests.util import assert_close, both, equations, problem_of, random
 
 
 @pytest.mark.parametrize(

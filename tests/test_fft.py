@@ -8,15 +8,7 @@ from jax.test_util import check_grads
 
 import jaxconv
 from jaxconv._algorithms.fft import segments
-from tests.util import assert_close, random
-
-
-def both(algorithm, lhs, rhs, *args, **kwargs):
-    """(jaxconv, lax at HIGHEST) on the same arguments."""
-    got = jaxconv.conv_general_dilated(lhs, rhs, *args, algorithm=algorithm, **kwargs)
-    kwargs.setdefault("precision", lax.Precision.HIGHEST)
-    want = lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
-    return got, want
+from tests.util import assert_close, both, random
 
 
 @pytest.mark.parametrize(

@@ -10,16 +10,9 @@ import pytest
 
 import jaxconv
 from jaxconv import linen as jl
-from tests.util import assert_close, random
+from tests.util import assert_close, random, same_tree
 
 KEY = jax.random.key(0)
-
-
-def same_tree(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        assert x.shape == y.shape and x.dtype == y.dtype
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 CONV_GRID = [

@@ -11,16 +11,9 @@ from flax import nnx
 
 import jaxconv
 from jaxconv import nnx as jn
-from tests.util import assert_close, random
+from tests.util import assert_close, random, same_tree
 
 KEY = jax.random.key(0)
-
-
-def same_tree(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        assert x.shape == y.shape and x.dtype == y.dtype
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 NNX_GRID = [

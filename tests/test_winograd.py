@@ -1,20 +1,10 @@
 """The Winograd algorithms: N-D transforms, exact gradients."""
 
 import pytest
-from jax import lax
 from jax.test_util import check_grads
 
 import jaxconv
-from tests.util import assert_close, random
-
-
-def both(algorithm, lhs, rhs, *args, **kwargs):
-    """(jaxconv, lax at HIGHEST) on the same arguments."""
-    got = jaxconv.conv_general_dilated(lhs, rhs, *args, algorithm=algorithm, **kwargs)
-    kwargs.setdefault("precision", lax.Precision.HIGHEST)
-    want = lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
-    return got, want
-
+from tests.util import assert_close, both, random
 
 NDHWC = ("NDHWC", "DHWIO", "NDHWC")
 

@@ -124,3 +124,34 @@ def ties(shape, seed_=0):
     """Integer-valued floats after a ReLU: many ties, many zeros."""
     rng = np.random.default_rng(seed_)
     return jax.numpy.asarray(np.maximum(rng.integers(-3, 4, size=shape), 0), jax.numpy.float64)
+
+
+def supported(algorithm, *args, **kwargs):
+    """Whether `algorithm` accepts the conv (chosen_algorithm raises otherwise)."""
+    import jaxconv
+
+    try:
+        jaxconv.chosen_algorithm(*args, algorithm=algorithm, **kwargs)
+    except ValueError as e:
+        if "cannot run this problem" in str(e):
+            return False
+        raise
+    return True
+
+
+def both(algorithm, lhs, rhs, *args, **kwargs):
+    """(jaxconv with `algorithm`, lax at HIGHEST) on the same arguments."""
+    import jaxconv
+
+    got = jaxconv.conv_general_dilated(lhs, rhs, *args, algorithm=algorithm, **kwargs)
+    kwargs.setdefault("precision", jax.lax.Precision.HIGHEST)
+    want = jax.lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
+    return got, want
+
+
+def same_tree(a, b):
+    """Two pytrees with the same structure, shapes, dtypes and values."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
