@@ -18,7 +18,14 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxconv._shapes import adaptive_bins, flatten_batch, int_tuple, unflatten_batch
+from jaxconv._shapes import (
+    adaptive_bins,
+    definitely,
+    flatten_batch,
+    int_tuple,
+    is_symbolic,
+    unflatten_batch,
+)
 
 
 def _normalize(inputs, output_size, op):
@@ -68,11 +75,15 @@ def adaptive_avg_pool(inputs: ArrayLike, output_size: int | Sequence[int | None]
     y = x.astype(compute)
     for axis, out in enumerate(sizes, start=1):
         length = y.shape[axis]
-        if out == length:
+        if definitely(lambda length=length, out=out: out == length):
             continue
-        mat = np.zeros((length, out))
-        for i, (lo, hi) in enumerate(adaptive_bins(length, out)):
-            mat[lo:hi, i] = 1.0 / (hi - lo)
+        if is_symbolic([length]):
+            mask = _bin_mask(length, out)  # (L, out)
+            mat = mask / mask.sum(0, keepdims=True)
+        else:
+            mat = np.zeros((length, out))
+            for i, (lo, hi) in enumerate(adaptive_bins(length, out)):
+                mat[lo:hi, i] = 1.0 / (hi - lo)
         y = jnp.tensordot(y, jnp.asarray(mat, compute), ((axis,), (0,)), precision="highest")
         y = jnp.moveaxis(y, -1, axis)  # (N, ..., out, ..., C)
     return unflatten_batch(y.astype(x.dtype), batch)
@@ -102,6 +113,10 @@ def adaptive_max_pool(
     op = "adaptive_max_pool"
     x, batch, sizes = _normalize(inputs, output_size, op)
     spatial = x.shape[1:-1]
+    if is_symbolic(spatial):
+        if return_indices:
+            raise ValueError(f"{op}: `return_indices` needs concrete spatial sizes, got {spatial}.")
+        return unflatten_batch(_masked_max(x, sizes), batch)
     y = x
     positions = {}  # axis -> (N, ..., C) index along that axis of the chosen element
     for axis in reversed(range(1, len(sizes) + 1)):
@@ -130,6 +145,31 @@ def adaptive_max_pool(
     for axis, pos in positions.items():
         flat_index = flat_index + pos * math.prod(spatial[axis:])
     return values, unflatten_batch(flat_index, batch)
+
+
+def _bin_mask(length, out):
+    """(L, out) bool: element l lies in PyTorch's bin i; L may be symbolic."""
+    pos = jnp.arange(length)[:, None]
+    i = jnp.arange(out)[None, :]
+    return (pos >= (i * length) // out) & (pos < -((-(i + 1) * length) // out))
+
+
+def _masked_max(x, sizes):
+    """Adaptive max pooling through bin masks (for symbolic sizes): x (N, *S, C) ->
+    (N, *sizes, C), the first maximum of each bin."""
+    y = x
+    for axis, out in enumerate(sizes, start=1):
+        shape = [1] * (y.ndim + 1)
+        shape[axis], shape[axis + 1] = y.shape[axis], out
+        mask = _bin_mask(y.shape[axis], out).reshape(shape)  # (1, .., L, out, .., 1)
+        spread = jnp.expand_dims(y, axis + 1)  # (N, .., L, 1, .., C)
+        low = jnp.asarray(
+            -jnp.inf if jnp.issubdtype(y.dtype, jnp.inexact) else jnp.iinfo(y.dtype).min, y.dtype
+        )
+        masked = jnp.where(mask, spread, low)  # (N, .., L, out, .., C)
+        pick = jnp.argmax(masked, axis=axis, keepdims=True)  # (N, .., 1, out, .., C)
+        y = jnp.take_along_axis(masked, lax.stop_gradient(pick), axis=axis).squeeze(axis)
+    return y  # (N, *sizes, C)
 
 
 def _first_max(g, axis):

@@ -25,9 +25,11 @@ from jaxconv._layout import channels_last, resolve_layout, transpose
 from jaxconv._select import ALGORITHMS, TRANSPOSE_ALGORITHMS
 from jaxconv._shapes import (
     PADDING_MODES,
+    definitely,
     dilate_dim,
     flatten_batch,
     int_tuple,
+    is_symbolic,
     resolve_padding,
     unflatten_batch,
     window_output_shape,
@@ -175,9 +177,14 @@ class ConvHook:
         window = tuple(map(dilate_dim, kernel, dilation))
         strides = int_tuple(strides, n, "strides", op)
         pads = resolve_padding(padding, x.shape[1:-1], window, strides, op)
-        if any(lo < 0 or hi < 0 for lo, hi in pads):
+        if any(definitely(lambda lo=lo, hi=hi: lo < 0 or hi < 0) for lo, hi in pads):
             raise ValueError(
                 f"{op}: `padding_mode`={self.padding_mode!r} needs padding >= 0, got {pads}."
+            )
+        if is_symbolic(*pads):
+            raise ValueError(
+                f"{op}: `padding_mode`={self.padding_mode!r} needs padding that does not "
+                f"depend on symbolic sizes (explicit pairs, or 'SAME' at stride 1), got {pads}."
             )
         x = pad_mode(x, pads, self.padding_mode)  # (N, *Sp, C)
         inverse = tuple(layout.lhs_to_canon.index(i) for i in range(lhs.ndim))

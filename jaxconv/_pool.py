@@ -39,9 +39,11 @@ from jaxconv._shapes import (
     NUMPY_PAD_MODES,
     PADDING_MODES,
     ceil_mode_pads,
+    definitely,
     dilate_dim,
     flatten_batch,
     int_tuple,
+    is_symbolic,
     output_shape,
     resolve_padding,
     unflatten_batch,
@@ -120,11 +122,16 @@ def normalize_pool(inputs, window_shape, strides, padding, dilation, ceil_mode, 
     if not isinstance(ceil_mode, bool):
         raise TypeError(f"{op}: `ceil_mode` must be a bool, got {ceil_mode!r}.")
     if ceil_mode:
+        if is_symbolic(padded):
+            raise ValueError(f"{op}: `ceil_mode` needs concrete spatial sizes, got {spatial}.")
         window_pads = ceil_mode_pads(padded, eff, strides, window_pads)
     geo = PoolGeometry(
         batch, spatial, window, strides, dilation, pads, mode_pads, window_pads, padding_mode
     )
-    if any(s + lo + hi < 0 for s, (lo, hi) in zip(padded, window_pads)):
+    if any(
+        definitely(lambda s=s, lo=lo, hi=hi: s + lo + hi < 0)
+        for s, (lo, hi) in zip(padded, window_pads)
+    ):
         raise ValueError(f"{op}: `padding` (={pads}) crops more than the input size {spatial}.")
     return x, geo
 
@@ -137,7 +144,7 @@ def _mode_pad(x, geo: PoolGeometry):
 
 def _reduce(x, init, computation, geo: PoolGeometry, algorithm, op):
     x = _mode_pad(x, geo)
-    name = pool_choice(algorithm, op)
+    name = pool_choice(algorithm, op, is_symbolic(x.shape[1:-1]))
     if name == "xla":
         return reduce_window_xla(x, init, computation, geo.params)
     kind, is_identity = monoid_kind(computation, init, x.dtype)
@@ -252,6 +259,10 @@ def max_pool(
         return unflatten_batch(out, geo.batch_shape)
     if not jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(x.dtype, jnp.integer):
         raise TypeError(f"{op}: `return_indices` needs a real dtype, got {x.dtype}.")
+    if is_symbolic(x.shape[1:-1]):
+        raise ValueError(
+            f"{op}: `return_indices` needs concrete spatial sizes, got {x.shape[1:-1]}."
+        )
     indices = _argmax_indices(_mode_pad(x, geo), geo)
     return unflatten_batch(out, geo.batch_shape), unflatten_batch(indices, geo.batch_shape)
 
@@ -356,12 +367,12 @@ def _divisor(geo: PoolGeometry, count_include_pad: bool):
             lo_edge, hi_edge = wlo - ulo, wlo + size + uhi
         else:
             lo_edge, hi_edge = wlo, wlo + size
-        start = np.arange(o)[:, None] * s + np.arange(k)[None, :] * d  # (O, K) positions
-        counts.append(((start >= lo_edge) & (start < hi_edge)).sum(1))
-    div = counts[0] if counts else np.ones(())
-    for c in counts[1:]:
-        div = np.multiply.outer(div, c)
-    return div[None, ..., None]
+        start = jnp.arange(o)[:, None] * s + jnp.arange(k)[None, :] * d  # (O, K) positions
+        counts.append(((start >= lo_edge) & (start < hi_edge)).sum(1))  # (O,); O may be symbolic
+    div = jnp.ones(())
+    for c in counts:
+        div = div[..., None] * c.reshape((1,) * div.ndim + c.shape)  # (O1, ..., Oi)
+    return div[None, ..., None]  # (1, *O, 1)
 
 
 def avg_pool(

@@ -33,6 +33,7 @@ from jaxconv._select import pool_choice
 from jaxconv._shapes import (
     dilate_dim,
     int_tuple,
+    is_symbolic,
     output_shape,
     padtype_to_pads,
     resolve_padding,
@@ -349,7 +350,7 @@ def reduce_window(
         window_dilation,
         op,
     )
-    name = pool_choice(algorithm, op)
+    name = pool_choice(algorithm, op, is_symbolic(operand.shape))
     if name == "xla":
         return reduce_window_xla(operand, init_value, computation, p)
     kind, is_identity = monoid_kind(computation, init_value, operand.dtype)

@@ -371,8 +371,15 @@ def _subpixel_fits(spec: TransposeSpec) -> bool:
 # ----------------------------------------------------------------------- pools
 
 
-def pool_choice(requested: str, op: str) -> str:
-    """ "auto" is "direct": its forward matches lax and its gradient is faster."""
+def pool_choice(requested: str, op: str, symbolic: bool = False) -> str:
+    """ "auto" is "direct" (its forward matches lax and its gradient is faster), but
+    "xla" where a spatial size is symbolic: the direct fold places its taps by them."""
     if not isinstance(requested, str) or requested not in POOL_ALGORITHMS:
         raise ValueError(f"{op}: `algorithm` (={requested!r}) must be one of {POOL_ALGORITHMS}.")
-    return "direct" if requested == "auto" else requested
+    if requested == "direct" and symbolic:
+        raise ValueError(
+            f"{op}: `algorithm` (='direct') needs concrete spatial sizes; take 'auto' or 'xla'."
+        )
+    if requested == "auto":
+        return "xla" if symbolic else "direct"
+    return requested

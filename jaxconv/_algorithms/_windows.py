@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv._shapes import NUMPY_PAD_MODES, dilate_dim, output_shape
+from jaxconv._shapes import NUMPY_PAD_MODES, definitely, dilate_dim, output_shape
 
 
 def taps(kernel_shape):
@@ -43,7 +43,7 @@ def padded_input(x, p):
 def pad_mode(x, pads, mode: str):
     """(N, *S, C) padded on its spatial axes with data: `mode` is "reflect",
     "replicate" or "circular" (`_shapes.PADDING_MODES`); pads >= 0."""
-    if not any(lo or hi for lo, hi in pads):
+    if all(definitely(lambda lo=lo, hi=hi: lo == hi == 0) for lo, hi in pads):
         return x
     return jnp.pad(x, ((0, 0), *pads, (0, 0)), mode=NUMPY_PAD_MODES[mode])
 

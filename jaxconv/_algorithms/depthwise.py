@@ -33,7 +33,7 @@ from jax import lax
 from jaxconv._algorithms import _windows
 from jaxconv._algorithms._base import Algorithm, bilinear_tangent, no_holes
 from jaxconv._algorithms.fft import conv_fft
-from jaxconv._shapes import dilate_dim
+from jaxconv._shapes import dilate_dim, is_symbolic
 from jaxconv._spec import ConvParams, Problem
 
 
@@ -43,6 +43,8 @@ def depthwise_unsupported(problem: Problem) -> str | None:
             "it needs feature_group_count equal to the input channels "
             f"(got {problem.groups} groups of {problem.x_shape[-1]} channels)."
         )
+    if is_symbolic(problem.x_shape[1:-2], *problem.params.pads):
+        return "it needs concrete spatial sizes to place its border bands."
     return None
 
 

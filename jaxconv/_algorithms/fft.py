@@ -26,7 +26,7 @@ from jax import lax
 
 from jaxconv._algorithms import _windows
 from jaxconv._algorithms._base import INEXACT, INEXACT_NONFINITE, Algorithm
-from jaxconv._shapes import dilate_dim, is_symbolic
+from jaxconv._shapes import definitely, dilate_dim, is_symbolic
 from jaxconv._spec import ConvParams, Problem
 
 
@@ -87,7 +87,7 @@ def segments(x_shape, w_shape, padded_spatial) -> list[tuple[int, int, int]]:
     kernel spectra save.
     """
     n, ig, og = x_shape[0], x_shape[-1], w_shape[-1]
-    block = ig * og > n * (ig + og)
+    block = definitely(lambda: ig * og > n * (ig + og))  # undecided (symbolic N): no
     return [_segments(s, k, block) for s, k in zip(padded_spatial, w_shape[:-3])]
 
 

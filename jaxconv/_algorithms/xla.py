@@ -6,7 +6,9 @@ import jax
 from jax import lax
 
 from jaxconv._algorithms._base import Algorithm
+from jaxconv._algorithms._windows import pad_spatial
 from jaxconv._layout import channels_last
+from jaxconv._shapes import is_symbolic
 from jaxconv._spec import ConvParams
 
 
@@ -16,14 +18,18 @@ def conv_xla(x, w, p: ConvParams):
     x (N, *S, G, Ig), w (*K, Ig, G, Og) -> (N, *O, G, Og).
     """
     with jax.named_scope("jaxconv.xla"):
+        pads, lhs_dilation = p.pads, p.lhs_dilation
+        if is_symbolic(*pads):  # lax takes symbolic pads only from its own strings
+            x = pad_spatial(x, pads, lhs_dilation, 0)  # (N, *Sp, G, Ig)
+            pads, lhs_dilation = ((0, 0),) * len(pads), (1,) * len(pads)
         n, *spatial, groups, ig = x.shape
         ig_, _, og = w.shape[-3:]
         out = lax.conv_general_dilated(
             x.reshape(n, *spatial, groups * ig),  # (N, *S, G*Ig)
             w.reshape(*w.shape[:-3], ig_, groups * og),  # (*K, Ig, G*Og)
             p.strides,
-            p.pads,
-            p.lhs_dilation,
+            pads,
+            lhs_dilation,
             p.rhs_dilation,
             channels_last(len(spatial)),
             feature_group_count=groups,
