@@ -42,6 +42,10 @@ def _normalize(inputs, output_size, op):
     n = len(output_size)
     x, batch = flatten_batch(inputs, n, op)
     spatial = x.shape[1:-1]
+    if any(definitely(lambda s=s: s == 0) for s in spatial):
+        raise ValueError(
+            f"{op}: `inputs` must have non-empty spatial dimensions, got shape {inputs.shape}."
+        )
     sizes = tuple(s if o is None else o for o, s in zip(output_size, spatial))
     sizes = int_tuple(sizes, n, "output_size", op)
     return x, batch, sizes
@@ -189,6 +193,10 @@ def _spatial_axes(inputs, op):
     if inputs.ndim < 3:
         raise ValueError(
             f"{op}: `inputs` must be (N, *S, C) with a spatial dim, got {inputs.shape}."
+        )
+    if any(definitely(lambda s=s: s == 0) for s in inputs.shape[1:-1]):
+        raise ValueError(
+            f"{op}: `inputs` must have non-empty spatial dimensions, got shape {inputs.shape}."
         )
     return inputs, tuple(range(1, inputs.ndim - 1))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import jax
@@ -375,6 +376,23 @@ def _divisor(geo: PoolGeometry, count_include_pad: bool):
     return div[None, ..., None]  # (1, *O, 1)
 
 
+def _refuse_windows_of_padding(geo: PoolGeometry, op: str) -> None:
+    """A window that holds only padding has nothing to average without the padding
+    (count_include_pad=False): PyTorch refuses such padding, and so does this."""
+    if is_symbolic(geo.padded_spatial):
+        return
+    for size, (lo, _), k, d, s, o in zip(
+        geo.padded_spatial, geo.window_pads, geo.window, geo.dilation, geo.strides, geo.out_spatial
+    ):
+        for i in range(o):
+            if not any(0 <= i * s + t * d - lo < size for t in range(k)):
+                raise ValueError(
+                    f"{op}: `padding` (={geo.user_pads}) leaves windows of padding alone, which "
+                    "have nothing to average with count_include_pad=False; pad at most half "
+                    "the window."
+                )
+
+
 def avg_pool(
     inputs: ArrayLike,
     window_shape: Sequence[int],
@@ -420,6 +438,8 @@ def avg_pool(
                 f"{op}: `divisor_override` (={divisor_override!r}) must be a non-zero number."
             )
         return unflatten_batch(total / jnp.asarray(divisor_override, total.dtype), geo.batch_shape)
+    if not count_include_pad:
+        _refuse_windows_of_padding(geo, op)
     divisor = jnp.asarray(_divisor(geo, count_include_pad), total.dtype)
     return unflatten_batch(total / divisor, geo.batch_shape)
 
@@ -460,20 +480,48 @@ def lp_pool(
 ) -> jax.Array:
     """Power-average pooling, PyTorch's LPPool: (sum over the window of x**p) ** (1/p).
 
-    p=1 is sum pooling; p -> inf tends to max pooling of |x| for x >= 0.
+    p=1 is sum pooling; p=inf is max pooling. A window of zeros gives 0, with a zero
+    gradient (PyTorch's), not NaN.
 
     Example:
       >>> jaxconv.lp_pool(jnp.array([[3.0, 4.0]])[..., None], (2,), p=2)[..., 0]
       Array([[5.]], dtype=float32)
     """
     op = "lp_pool"
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
-        raise ValueError(f"{op}: `p` (={p!r}) must be a positive number.")
+    if (
+        isinstance(p, (bool, np.bool_))
+        or not isinstance(p, numbers.Real)
+        or math.isnan(p)
+        or not p > 0
+    ):
+        raise ValueError(f"{op}: `p` (={p!r}) must be a positive number, or inf.")
+    if math.isinf(p):  # PyTorch: "at p = infinity, one gets max pooling"
+        return max_pool(
+            inputs, window_shape, strides, padding, ceil_mode=ceil_mode, algorithm=algorithm
+        )
     x, geo = normalize_pool(inputs, window_shape, strides, padding, None, ceil_mode, "zeros", op)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{op}: `inputs` must have a floating dtype, got {x.dtype}.")
     total = _reduce(x**p, identity("add", x.dtype), lax.add, geo, algorithm, op)
-    return unflatten_batch(total ** (1.0 / p), geo.batch_shape)
+    # A window of zeros is 0, with a zero gradient (not 0 * inf), as in PyTorch.
+    zero = total == 0
+    out = jnp.where(zero, 0, jnp.where(zero, 1, total) ** (1.0 / float(p)))
+    return unflatten_batch(out.astype(x.dtype), geo.batch_shape)
+
+
+def _check_unpool_indices(indices, plane: int, out_spatial, op: str) -> None:
+    """Concrete indices outside [0, prod(output_shape)) are refused, as PyTorch refuses
+    them; traced ones cannot be checked, and those are dropped (not wrapped)."""
+    if isinstance(indices, jax.core.Tracer) or indices.size == 0:
+        return
+    values = np.asarray(indices)  # concrete: checked here, even inside an outer jit
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= plane:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"{op}: `indices` holds {bad}, outside the output plane of `output_shape` "
+            f"(={tuple(out_spatial)!r}, {plane} positions)."
+        )
 
 
 def max_unpool(inputs: ArrayLike, indices: ArrayLike, output_shape: Sequence[int]) -> jax.Array:
@@ -493,20 +541,23 @@ def max_unpool(inputs: ArrayLike, indices: ArrayLike, output_shape: Sequence[int
     if isinstance(output_shape, int) or not hasattr(output_shape, "__len__"):
         raise TypeError(f"{op}: `output_shape` must be a tuple of ints, got {output_shape!r}.")
     n = len(output_shape)
-    out_spatial = int_tuple(output_shape, n, "output_shape", op)
+    out_spatial = int_tuple(output_shape, n, "output_shape", op, minimum=0)
     if indices.shape != inputs.shape:
         raise ValueError(
             f"{op}: `indices` shape {indices.shape} must equal `inputs` shape {inputs.shape}."
         )
     if not jnp.issubdtype(indices.dtype, jnp.integer):
         raise TypeError(f"{op}: `indices` must be integers, got {indices.dtype}.")
+    plane = math.prod(out_spatial)
+    _check_unpool_indices(indices, plane, out_spatial, op)
     x, batch = flatten_batch(inputs, n, op)
     idx, _ = flatten_batch(indices, n, op)
-    nb, c = x.shape[0], x.shape[-1]
-    flat_x = x.reshape(nb, -1, c)  # (N, P, C)
-    flat_i = idx.reshape(nb, -1, c)  # (N, P, C)
+    nb, c, pooled = x.shape[0], x.shape[-1], math.prod(x.shape[1:-1])
+    flat_x = x.reshape(nb, pooled, c)  # (N, P, C)
+    flat_i = idx.reshape(nb, pooled, c)  # (N, P, C)
+    flat_i = jnp.where(flat_i < 0, plane, flat_i)  # negative: dropped, not wrapped
     rows = jnp.arange(nb)[:, None, None]
     cols = jnp.arange(c)[None, None, :]
-    out = jnp.zeros((nb, math.prod(out_spatial), c), x.dtype)
+    out = jnp.zeros((nb, plane, c), x.dtype)
     out = out.at[rows, flat_i, cols].set(flat_x, mode="drop")  # (N, prod(S), C)
     return unflatten_batch(out.reshape(nb, *out_spatial, c), batch)  # (N, *S, C)

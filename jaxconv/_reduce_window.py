@@ -31,6 +31,7 @@ from jax.typing import ArrayLike
 from jaxconv._algorithms._windows import axis_tap_window, tap_window, taps
 from jaxconv._select import pool_choice
 from jaxconv._shapes import (
+    definitely,
     dilate_dim,
     int_tuple,
     is_symbolic,
@@ -61,7 +62,7 @@ def identity(kind: str, dtype):
     dtype = np.dtype(dtype)
     if kind in ("add", "mul"):
         return np.array(0 if kind == "add" else 1, dtype)
-    if jnp.issubdtype(dtype, jnp.floating):
+    if jnp.issubdtype(dtype, jnp.inexact):
         return np.array(-np.inf if kind == "max" else np.inf, dtype)
     if dtype == np.bool_:
         return np.array(kind == "min", dtype)
@@ -246,14 +247,44 @@ def _fold(x, init, computation, p: WindowParams, out, start_with_init: bool):
             window = window_tap(x, tap, init, p, out)
             acc = window if acc is None else computation(acc, window)
         return acc
-    acc = jnp.broadcast_to(init, out)
+    (acc,) = _fold_operands((x,), (init,), lambda a, b: (computation(a[0], b[0]),), p, out)
+    return acc
+
+
+def _fold_operands(xs, inits, combine, p: WindowParams, out):
+    """The row-major fold from the init values over every tap, of one operand or several
+    of one shape: `combine(acc_tuple, window_tuple) -> tuple`. Padding and base-dilation
+    holes are not folded, as XLA does (this matters only where an init value is not an
+    identity)."""
+    acc = tuple(jnp.broadcast_to(init, out) for init in inits)
     for tap in taps(p.window):
-        valid = _tap_valid(tap, x.shape, p, out)
+        valid = _tap_valid(tap, xs[0].shape, p, out)
         if not valid.any():
             continue
-        step = computation(acc, window_tap(x, tap, init, p, out))
-        acc = step if valid.all() else jnp.where(jnp.asarray(valid), step, acc)
+        windows = tuple(window_tap(x, tap, init, p, out) for x, init in zip(xs, inits))
+        step = tuple(combine(acc, windows))
+        if not valid.all():
+            step = tuple(jnp.where(jnp.asarray(valid), s, a) for s, a in zip(step, acc))
+        acc = step
     return acc
+
+
+def elementwise(computation, variadic: bool):
+    """`computation`, written for scalars as lax traces it, applied to whole arrays by
+    vmap over their elements: a reducer that means something else on arrays (e.g. one
+    calling `jnp.all`) then gives lax's result. Arrays and tuples of arrays in and out."""
+
+    def combine(acc, windows):
+        shape = acc[0].shape
+        flat_a = tuple(a.reshape(-1) for a in acc)
+        flat_w = tuple(w.reshape(-1) for w in windows)
+        if variadic:
+            out = jax.vmap(computation)(flat_a, flat_w)
+        else:
+            out = (jax.vmap(computation)(flat_a[0], flat_w[0]),)
+        return tuple(o.reshape(shape) for o in out)
+
+    return combine
 
 
 def monoid_kind(computation, init_value, dtype):
@@ -274,18 +305,34 @@ def reduce_window_direct(x, init_value, computation, p: WindowParams, kind, is_i
     """The primitive path: pad, then fold (separable for monoids).
 
     `kind, is_identity = monoid_kind(computation, init_value, x.dtype)`, decided
-    by the caller while `init_value` is still concrete.
+    by the caller while `init_value` is still concrete. A computation that is no known
+    monoid is traced on scalars (`elementwise`).
     """
     with jax.named_scope("jaxconv.reduce_window"):
         init_value = jnp.asarray(init_value, x.dtype)
         out = out_shape(x.shape, p)
-        if 0 in out:
+        if any(definitely(lambda o=o: o == 0) for o in out):
             return jnp.broadcast_to(init_value, out)
-        if kind is None or not is_identity:
+        if kind is None:
+            (y,) = _fold_operands((x,), (init_value,), elementwise(computation, False), p, out)
+            return y
+        if not is_identity:
             return _fold(x, init_value, computation, p, out, start_with_init=True)
-        if kind in ("max", "min") and jnp.issubdtype(x.dtype, jnp.inexact):
+        if kind in ("max", "min") and jnp.issubdtype(x.dtype, jnp.floating):
             return _select_reduce(x, init_value, kind, p, out)
         return _monoid(x, init_value, kind, p, out)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def reduce_window_variadic(xs, inits, computation, p: WindowParams):
+    """Several operands of one shape folded together: `computation((a, ...), (b, ...))`
+    -> (c, ...), traced on scalars. Returns a tuple."""
+    with jax.named_scope("jaxconv.reduce_window"):
+        inits = tuple(jnp.asarray(i, x.dtype) for i, x in zip(inits, xs))
+        out = out_shape(xs[0].shape, p)
+        if any(definitely(lambda o=o: o == 0) for o in out):
+            return tuple(jnp.broadcast_to(i, out) for i in inits)
+        return _fold_operands(xs, inits, elementwise(computation, True), p, out)
 
 
 def reduce_window_xla(x, init_value, computation, p: WindowParams):
@@ -338,11 +385,30 @@ def reduce_window(
              [13., 15.]], dtype=float32)
     """
     op = "reduce_window"
-    operand = jnp.asarray(operand)
     if not callable(computation):
         raise TypeError(f"{op}: `computation` must be a binary callable, got {computation!r}.")
+    variadic = isinstance(operand, (tuple, list))
+    operands = tuple(map(jnp.asarray, operand)) if variadic else (jnp.asarray(operand),)
+    inits = tuple(init_value) if isinstance(init_value, (tuple, list)) else (init_value,)
+    if len(inits) != len(operands) or not operands:
+        raise TypeError(
+            f"{op}: `init_value` must hold one scalar per operand ({len(operands)}), "
+            f"got {init_value!r}."
+        )
+    for i, init in enumerate(inits):
+        if jnp.ndim(init) != 0:
+            raise TypeError(f"{op}: `init_value` must be scalars, got shape {jnp.shape(init)}.")
+        if jnp.result_type(init) != operands[i].dtype and not _weakly_typed(init):
+            raise TypeError(
+                f"{op}: `init_value` dtype {jnp.result_type(init)} must match the operand "
+                f"dtype {operands[i].dtype}."
+            )
+    if any(x.shape != operands[0].shape for x in operands):
+        raise TypeError(
+            f"{op}: the operands must have one shape, got {[x.shape for x in operands]}."
+        )
     p = resolve_window(
-        operand.shape,
+        operands[0].shape,
         window_dimensions,
         window_strides,
         padding,
@@ -350,8 +416,28 @@ def reduce_window(
         window_dilation,
         op,
     )
-    name = pool_choice(algorithm, op, is_symbolic(operand.shape))
+    name = pool_choice(algorithm, op, is_symbolic(operands[0].shape))
     if name == "xla":
-        return reduce_window_xla(operand, init_value, computation, p)
-    kind, is_identity = monoid_kind(computation, init_value, operand.dtype)
-    return reduce_window_direct(operand, init_value, computation, p, kind, is_identity)
+        if variadic:
+            return lax.reduce_window(
+                operands,
+                inits,
+                computation,
+                p.window,
+                p.strides,
+                p.pads,
+                p.base_dilation,
+                p.window_dilation,
+            )
+        return reduce_window_xla(operands[0], init_value, computation, p)
+    if variadic:
+        return reduce_window_variadic(operands, inits, computation, p)
+    kind, is_identity = monoid_kind(computation, init_value, operands[0].dtype)
+    return reduce_window_direct(operands[0], init_value, computation, p, kind, is_identity)
+
+
+def _weakly_typed(value) -> bool:
+    """A Python scalar, which takes the operand's dtype as lax lets it."""
+    return isinstance(value, (int, float, complex, bool)) or (
+        hasattr(value, "weak_type") and value.weak_type
+    )

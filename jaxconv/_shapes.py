@@ -30,6 +30,11 @@ or wrapped around (`jnp.pad`'s "reflect", "edge" and "wrap")."""
 NUMPY_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+class SizeError(ValueError, TypeError):
+    """A size, stride or dilation out of range. lax raises TypeError for some of these
+    and ValueError for others; this is both, so code written for either still works."""
+
+
 def _index(value, name: str, op: str) -> int:
     """`operator.index(value)`, with an error that names `name`."""
     if isinstance(value, bool):
@@ -56,7 +61,8 @@ def int_tuple(value, n: int, name: str, op: str, *, default: int = 1, minimum: i
 
     Raises:
       TypeError: a value is not an integer.
-      ValueError: wrong length, or a value below `minimum`.
+      ValueError: wrong length.
+      SizeError (a ValueError and a TypeError): a value below `minimum`.
 
     Example:
       >>> int_tuple(None, 2, "window_strides", "conv")
@@ -78,7 +84,7 @@ def int_tuple(value, n: int, name: str, op: str, *, default: int = 1, minimum: i
     else:
         items = (_index(value, name, op),) * n
     if any(v < minimum for v in items):
-        raise ValueError(f"{op}: `{name}` (={items!r}) must be >= {minimum} in every dimension.")
+        raise SizeError(f"{op}: `{name}` (={items!r}) must be >= {minimum} in every dimension.")
     return items
 
 

@@ -45,8 +45,13 @@ def test_pools_match_flax(algorithm, name, case):
 def test_avg_pool_count_include_pad_false_matches_flax(case):
     shape, window, strides, padding = case
     x = random(shape, "float64", seed=13)  # flax's divisor follows the default float type
-    ours = jaxconv.avg_pool(x, window, strides, padding, count_include_pad=False)
     theirs = linen.avg_pool(x, window, strides, padding, count_include_pad=False)
+    if case == POOLS[2]:  # a last window of padding alone: flax divides 0 by 0
+        assert jnp.isnan(theirs).any()
+        with pytest.raises(ValueError, match=r"leaves windows of padding alone"):
+            jaxconv.avg_pool(x, window, strides, padding, count_include_pad=False)
+        return
+    ours = jaxconv.avg_pool(x, window, strides, padding, count_include_pad=False)
     assert_close(ours, theirs, scale=2)
 
 
@@ -284,3 +289,92 @@ X = jnp.ones((2, 8, 8, 3), jnp.float32)
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ------------------------------------------------------------------ edges
+
+
+def test_lp_pool_edges():
+    x = jnp.zeros((1, 4, 4, 1)).at[0, 0, 0, 0].set(2.0)
+    grad = jax.grad(lambda x: jaxconv.lp_pool(x, (2, 2), (2, 2), p=2).sum())(x)
+    assert jnp.isfinite(grad).all()  # all-zero windows: gradient 0, as PyTorch
+    np.testing.assert_array_equal(grad[0, :, :, 0], np.eye(4)[0:1].T @ np.eye(4)[0:1])
+    y = random((2, 7, 6, 3), seed=40)
+    for p in (np.inf, np.float32(np.inf)):
+        assert_close(jaxconv.lp_pool(y, (3, 2), (2, 1), p=p), jaxconv.max_pool(y, (3, 2), (2, 1)))
+    pos = jnp.abs(y) + 0.1
+    for p in (np.float64(2.0), np.int32(2), 2):
+        assert_close(
+            jaxconv.lp_pool(pos, (2, 2), p=p),
+            jnp.sqrt(jaxconv.sum_pool(pos**2, (2, 2))),
+        )
+
+
+@pytest.mark.parametrize("p", [0, -1.5, float("nan"), "2", True, None])
+def test_lp_pool_refuses_p(p):
+    with pytest.raises(ValueError, match=r"lp_pool: `p` \(=.*\) must be a positive number"):
+        jaxconv.lp_pool(jnp.ones((1, 4, 4, 1)), (2, 2), p=p)
+
+
+def test_max_unpool_refuses_indices_outside_the_plane():
+    v = jnp.ones((1, 2, 2, 1))
+    for bad, shown in [(16, "16"), (-1, "-1")]:
+        idx = jnp.zeros((1, 2, 2, 1), jnp.int32).at[0, 1, 1, 0].set(bad)
+        with pytest.raises(ValueError, match=rf"`indices` holds {shown}, outside the output"):
+            jaxconv.max_unpool(v, idx, (4, 4))
+    # Under jit they cannot be checked: they are dropped, never wrapped to the end.
+    idx = jnp.array([0, 3, -1, 16], jnp.int32).reshape(1, 2, 2, 1)
+    out = jax.jit(lambda v, i: jaxconv.max_unpool(v, i, (4, 4)))(v, idx)
+    assert out[0, :, :, 0].reshape(-1).tolist() == [1.0, 0, 0, 1.0] + [0.0] * 12
+
+
+ZERO_SIZE_POOLS = {
+    "max": (
+        lambda x: jaxconv.max_pool(x, (2, 2), (2, 2)),
+        lambda x: linen.max_pool(x, (2, 2), (2, 2)),
+    ),
+    "min": (
+        lambda x: jaxconv.min_pool(x, (2, 2)),
+        lambda x: linen.pool(x, np.inf, lax.min, (2, 2), (1, 1), "VALID"),
+    ),
+    "avg": (
+        lambda x: jaxconv.avg_pool(x, (3, 3), (2, 2), "SAME"),
+        lambda x: linen.avg_pool(x, (3, 3), (2, 2), "SAME"),
+    ),
+    "sum": (
+        lambda x: jaxconv.sum_pool(x, (2, 2)),
+        lambda x: linen.pool(x, 0.0, lax.add, (2, 2), (1, 1), "VALID"),
+    ),
+    "lp": (
+        lambda x: jaxconv.lp_pool(x, (2, 2), p=2),
+        lambda x: linen.pool(x, 0.0, lax.add, (2, 2), (1, 1), "VALID"),
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 0), (0, 8, 8, 3), (2, 0, 8, 3), (2, 1, 8, 3)])
+@pytest.mark.parametrize("name", list(ZERO_SIZE_POOLS))
+def test_zero_size_inputs_give_flax_shapes(shape, name):
+    ours, theirs = ZERO_SIZE_POOLS[name]
+    x = jnp.ones(shape)
+    assert ours(x).shape == theirs(x).shape
+    v, i = jaxconv.max_pool(x, (2, 2), (2, 2), return_indices=True)
+    assert jaxconv.max_unpool(v, i, shape[1:3]).shape == shape
+
+
+def test_windows_of_padding_alone_are_refused():
+    with pytest.raises(ValueError, match=r"leaves windows of padding alone"):
+        jaxconv.avg_pool(jnp.ones((1, 4, 4, 1)), (2, 2), (2, 2), ((3, 3), (0, 0)), False)
+    # Half a window of padding is fine, and counts only the input.
+    y = jaxconv.avg_pool(jnp.ones((1, 4, 4, 1)), (3, 3), (2, 2), 1, count_include_pad=False)
+    np.testing.assert_array_equal(y, np.ones((1, 2, 2, 1)))
+
+
+def test_an_int_padding_pads_every_spatial_axis():
+    x = random((2, 9, 8, 3), seed=41)
+    assert_close(
+        jaxconv.max_pool(x, (3, 3), (2, 2), 1),
+        jaxconv.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1))),
+    )
+    with pytest.raises(TypeError, match=r"`padding` must be a string or a sequence"):
+        jaxconv.conv_general_dilated(jnp.ones((1, 1, 4, 4)), jnp.ones((1, 1, 3, 3)), (1, 1), 1)

@@ -265,3 +265,63 @@ def test_nan_and_inf_propagate():
         ours = getattr(jaxconv, f"{name}_pool")(x, (2,), (1,), "SAME")
         theirs = lax.reduce_window(x, init, fn, (1, 2, 1), (1, 1, 1), "SAME")
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+# --------------------------------------------------------------- drop-in edges
+
+
+def test_a_computation_written_for_scalars_gives_lax_result():
+    x = random((2, 6, 7), seed=50)
+
+    def keep_larger(a, b):  # means something else on whole arrays
+        return jnp.where(jnp.all(a > b), a, b)
+
+    args = (np.float32(-np.inf), keep_larger, (1, 2, 3), (1, 1, 2), "SAME")
+    assert_close(jaxconv.reduce_window(x, *args), lax.reduce_window(x, *args))
+
+
+def test_bad_init_values_and_computations_are_refused():
+    x = jnp.ones((4, 4))
+    with pytest.raises(TypeError, match=r"`init_value` must be scalars, got shape \(3,\)"):
+        jaxconv.reduce_window(x, jnp.zeros(3), lax.add, (2, 2))
+    with pytest.raises(TypeError, match=r"`computation` must be a binary callable"):
+        jaxconv.reduce_window(x, 0.0, None, (2, 2))
+    for window, strides in [((0, 2), (1, 1)), ((2, 2), (0, 1))]:
+        for error in (TypeError, ValueError):  # lax raises TypeError; ValueError code stays
+            with pytest.raises(error, match=r"must be >= 1"):
+                jaxconv.reduce_window(x, 0.0, lax.add, window, strides)
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize(
+    "computation, init", [(lax.add, np.complex64(0)), (lax.mul, np.complex64(1))]
+)
+def test_complex_inputs(algorithm, computation, init):
+    x = random((2, 5, 6), "complex64", seed=51)
+    args = (init, computation, (1, 2, 3), (1, 1, 2), "SAME")
+    assert_close(jaxconv.reduce_window(x, *args, algorithm=algorithm), lax.reduce_window(x, *args))
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_variadic_operands(algorithm):
+    """Several operands reduced together: a max that carries its position (argmax)."""
+    x = distinct((2, 6, 7), seed_=52)
+    pos = jnp.broadcast_to(jnp.arange(42.0).reshape(6, 7), x.shape)
+
+    def argmax(a, b):
+        (va, ia), (vb, ib) = a, b
+        take = vb > va
+        return jnp.where(take, vb, va), jnp.where(take, ib, ia)
+
+    args = ((-jnp.inf, -1.0), argmax, (1, 3, 2), (1, 2, 2), "SAME")
+    got = jaxconv.reduce_window((x, pos), *args, algorithm=algorithm)
+    want = lax.reduce_window((x, pos), *args)
+    assert len(got) == 2
+    for a, b in zip(got, want):
+        assert_close(a, b)
+    grad = jax.grad(lambda x: jaxconv.reduce_window((x, pos), *args, algorithm="direct")[0].sum())
+    assert grad(x).sum() == got[0].size  # one element per window gets its gradient
+    with pytest.raises(TypeError, match=r"one scalar per operand \(2\)"):
+        jaxconv.reduce_window((x, pos), 0.0, argmax, (1, 2, 2))
+    with pytest.raises(TypeError, match=r"the operands must have one shape"):
+        jaxconv.reduce_window((x, pos[0]), (0.0, 0.0), argmax, (1, 2, 2))
