@@ -297,11 +297,20 @@ def flops(layer, out_shape) -> float:
 
 
 def roofline_bytes(layer, out_shape) -> tuple[int, int]:
-    """(forward, forward+backward) bytes a pass must move at least: read the inputs and
-    write the output once; for fwd+bwd also read the cotangent and write the gradients."""
-    weights = math.prod(layer.w) if layer.kind != "pool" else 0
-    once = 4 * (math.prod(layer.x) + weights + math.prod(out_shape))
-    return once, 2 * once
+    """(forward, forward+backward) float32 bytes the timed programs must move at least.
+
+    The forward reads the inputs and writes the output once. The fwd+bwd program is
+    the gradient of <layer(x, w), ct>: it reads the cotangent and writes the gradients,
+    and reads the inputs the gradients depend on (x and w for a conv, x for a max
+    pool, neither for an average pool, whose gradient is the cotangent spread back).
+    It need not write the output, which no gradient reads.
+    """
+    x, out = math.prod(layer.x), math.prod(out_shape)
+    w = math.prod(layer.w) if layer.kind != "pool" else 0
+    forward = 4 * (x + w + out)
+    if layer.kind == "pool" and layer.op == "avg":
+        return forward, 4 * (out + x)
+    return forward, 4 * (2 * x + 2 * w + out)
 
 
 MEMORY_BOUND_FLOPS_PER_BYTE = 10

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
+import math
 import operator
 from collections.abc import Callable, Sequence
 
@@ -172,11 +174,6 @@ def _separable(x, fill, kind, p: WindowParams, out):
     return x
 
 
-def _first_pick(acc, new, kind):
-    """True where `new` replaces `acc`: select_and_scatter's `ge`/`le` select, negated."""
-    return ~(acc >= new) if kind == "max" else ~(acc <= new)
-
-
 _FOLD_MAX_TAPS = 27
 """Windows up to this many taps fold in one fused pass; larger ones go axis by axis."""
 
@@ -189,9 +186,178 @@ def _monoid(x, fill, kind, p: WindowParams, out):
     return _separable(x, fill, kind, p, out)
 
 
+# --------------------------------------------------------------- gradients
+#
+# The gradient of a window reduction is a scatter of the output cotangent back onto
+# the input: every tap t sends its share c_t (the whole cotangent for a sum, the
+# cotangent where t was the window's chosen element for a max) to the input positions
+# o * s + t * d - lo. Written as one pad per tap, XLA checks bounds per tap and
+# element. `phase_scatter` instead splits the input by stride phase: input i = q*s + r
+# receives from the taps with (t*d - lo - r) divisible by s, at output q - m_t, so each
+# phase is a sum of a few shifted output-sized arrays, and the phases interleave into
+# the input in one more pass. The reductions' tangents are written as that scatter's
+# `linear_transpose`, so reverse mode runs the scatter itself; forward mode runs its
+# transpose (slices), and both stay linear: custom_jvp, no custom_vjp.
+#
+# XLA:CPU fuses cheap producers into every op that reads them, once per read. The
+# scatter reads its inputs at up to taps shifts, so each input it reads is made by a
+# pass of its own: the cotangent and the max's chosen tap are padded once and sliced
+# per tap (`_sliced_terms`), the chosen tap is an int8 array (`_computed_once`), and
+# the extremum it is chosen by comes from XLA's reduce_window. docs/design.md
+# ("Pools") has the measurements.
+
+
+def _phase_shifts(k: int, s: int, d: int, lo: int, out: int, size: int):
+    """Per input phase r of one axis: (its length Q_r, [(tap, output shift m)])."""
+    phases = []
+    for r in range(s):
+        length = max(-(-(size - r) // s), 0)
+        terms = [(t, (t * d - lo - r) // s) for t in range(k) if (t * d - lo - r) % s == 0]
+        phases.append((length, terms))
+    return phases
+
+
+def phase_scatter(term, p: WindowParams, in_shape, out, dtype):
+    """The adjoint of gathering windows -> `in_shape`: the sum, over taps, of the
+    output-shaped share each tap carries, sent to the input positions the tap reads.
+
+    `term(tap, config)` returns tap `tap`'s share moved onto one input phase, as
+    `lax.pad(share, 0, config)` would (`_sliced_terms` builds it).
+    Every argument covers all axes; base dilation is 1.
+    """
+    axes = [
+        _phase_shifts(k, s, d, lo, o, size)
+        for k, s, d, (lo, _), o, size in zip(
+            p.window, p.strides, p.window_dilation, p.pads, out, in_shape
+        )
+    ]
+
+    def phase(rs):
+        """The input positions of phase `rs` (one phase per axis): (*Q_r)."""
+        lengths = [axes[a][r][0] for a, r in enumerate(rs)]
+        acc = None
+        for tap_shift in itertools.product(*(axes[a][r][1] for a, r in enumerate(rs))):
+            tap = tuple(t for t, _ in tap_shift)
+            config = [(m, q - o - m, 0) for (_, m), q, o in zip(tap_shift, lengths, out)]
+            acc = term(tap, config) if acc is None else acc + term(tap, config)  # (*Q_r)
+        return jnp.zeros(lengths, dtype) if acc is None else acc
+
+    def interleave(axis, rs):
+        """Phases rs + (r, ...) for every r on `axis` and beyond -> (*Q, S_axis, ...)."""
+        if axis == len(in_shape):
+            return phase(rs)
+        s, size = p.strides[axis], in_shape[axis]
+        if s == 1:
+            return interleave(axis + 1, (*rs, 0))
+        longest = axes[axis][0][0]
+        parts = []
+        for r in range(s):
+            part = interleave(axis + 1, (*rs, r))  # (.., Q_r, ..)
+            short = longest - part.shape[axis]
+            if short:
+                config = [(0, 0, 0)] * part.ndim
+                config[axis] = (0, short, 0)
+                part = lax.pad(part, jnp.zeros((), dtype), config)
+            parts.append(part)
+        y = jnp.stack(parts, axis=axis + 1)  # (.., Q, s, ..)
+        y = y.reshape(*y.shape[:axis], longest * s, *y.shape[axis + 2 :])  # (.., Q*s, ..)
+        return lax.slice_in_dim(y, 0, size, axis=axis)  # (.., S, ..)
+
+    return interleave(0, ())
+
+
+def _one_window_strides(p: WindowParams, out):
+    """`p` with the stride of every axis that holds a single window raised to the
+    window's extent: the same windows, and `phase_scatter` then moves each tap's share
+    to the input it reads alone, not over every input position (a global pool's
+    gradient would otherwise cost taps x input)."""
+    strides = tuple(
+        max(s, (k - 1) * d + 1) if definitely(lambda o=o: o == 1) else s
+        for k, s, d, o in zip(p.window, p.strides, p.window_dilation, out)
+    )
+    return dataclasses.replace(p, strides=strides)
+
+
+def _shift_margins(p: WindowParams, in_shape, out):
+    """Per axis (low, high): how far past an output-shaped array `phase_scatter` moves
+    any tap's share, on any phase."""
+    margins = []
+    for k, s, d, (lo, _), o, size in zip(
+        p.window, p.strides, p.window_dilation, p.pads, out, in_shape
+    ):
+        phases = _phase_shifts(k, s, d, lo, o, size)
+        shifts = [(q, m) for q, terms in phases for _, m in terms]
+        margins.append((max(0, *(m for _, m in shifts)), max(0, *(q - o - m for q, m in shifts))))
+    return margins
+
+
+def _pad_margins(a, fill, margins):
+    """(*out) -> (*out + margins): `a` padded once for `_sliced_terms`."""
+    return lax.pad(a, jnp.asarray(fill, a.dtype), [(lo, hi, 0) for lo, hi in margins])
+
+
+def _sliced_terms(share, padded, margins, out):
+    """`phase_scatter`'s terms as `share(tap, *slices)` of the `padded` arrays
+    (`_pad_margins`): each slice is the view of them that a tap moves onto a phase.
+
+    Padding once and slicing keeps what the shares read a pass of its own: a pad per
+    term would let XLA fuse, and recompute, their producers in every term.
+    """
+
+    def term(tap, config):
+        start = [lo - m for (lo, _), (m, _, _) in zip(margins, config)]
+        limit = [lo + o + h for (lo, _), o, (_, h, _) in zip(margins, out, config)]
+        return share(tap, *(lax.slice(a, start, limit) for a in padded))  # (*Q_r)
+
+    return term
+
+
+def _computed_once(a):
+    """`a`, made by a pass of its own: XLA:CPU does not fuse a reduce into the ops
+    that read it, so what they read at many shifts (a window's chosen tap) is computed
+    once, not once per read. The reduce adds `a` to zero: a copy."""
+    stacked = jnp.stack([a, jnp.zeros_like(a)])  # (2, *a.shape)
+    return jnp.sum(stacked, axis=0, dtype=a.dtype)  # (*a.shape)
+
+
+def _chosen_tap(x, value, p: WindowParams, out):
+    """The row-major index of each window's chosen element: the first tap that holds
+    its extremum `value`, or a NaN (the extremum is NaN exactly when one is there, and
+    PyTorch sends the gradient to it). Windows of padding alone choose tap 0.
+
+    Each tap compares its in-bounds slice of x with the matching slice of `value` and
+    pads the boolean, so no padded window of x is shared with the fold that made
+    `value` (XLA would copy each one out whole). Taps are visited last to first: each
+    `where` then depends on `value` alone, not on the taps before it.
+    """
+    kernel = p.window
+    dtype = jnp.int8 if math.prod(kernel) <= 127 else jnp.int32
+    index = jnp.zeros(out, dtype)
+    for flat, tap in reversed(list(enumerate(taps(kernel)))):
+        start, limit, v_start, v_limit, config = [], [], [], [], []
+        for t, d, s, (lo, _), o, size in zip(
+            tap, p.window_dilation, p.strides, p.pads, out, x.shape
+        ):
+            first = max(0, -(-(lo - t * d) // s))  # first output whose input is in bounds
+            last = min(o - 1, (size - 1 + lo - t * d) // s)
+            start.append(first * s + t * d - lo)
+            limit.append(last * s + t * d - lo + 1)
+            v_start.append(first)
+            v_limit.append(last + 1)
+            config.append((first, o - 1 - last, 0))
+        if any(a > b for a, b in zip(v_start, v_limit)):  # this tap only meets padding
+            continue
+        window = lax.slice(x, start, limit, p.strides)
+        hit = (window == lax.slice(value, v_start, v_limit)) | jnp.isnan(window)
+        hit = lax.pad(hit, False, config)  # (*out)
+        index = jnp.where(hit, jnp.asarray(flat, dtype), index)
+    return index
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def _select_reduce(x, fill, kind, p, out):
-    """Max/min over windows, with select_and_scatter's gradient (see module doc)."""
+    """Max/min over windows; the gradient goes to one element per window, the first
+    extremum in row-major order (a NaN first), as `phase_scatter`s."""
     return _monoid(x, fill, kind, p, out)
 
 
@@ -199,22 +365,50 @@ def _select_reduce(x, fill, kind, p, out):
 def _select_reduce_jvp(kind, p, out, primals, tangents):
     (x, fill), (tx, _) = primals, tangents
     value = _select_reduce(x, fill, kind, p, out)
-    zero = jnp.zeros((), tx.dtype)
-    tx, _ = _predilate(tx, zero, p)
-    x, p = _predilate(x, fill, p)
-    for axis, k, s, d, lo, o in _active_axes(x, p, out):
-        acc = tan = None
-        windows = _axis_taps(x, fill, axis, k, s, d, lo, o)
-        twins = _axis_taps(tx, zero, axis, k, s, d, lo, o)
-        for window, twin in zip(windows, twins):
-            if acc is None:
-                acc, tan = window, twin
-                continue
-            take = _first_pick(acc, window, kind)
-            acc = jnp.where(take, window, acc)
-            tan = jnp.where(take, twin, tan)
-        x, tx = acc, tan
-    return value, tx
+    p = _one_window_strides(p, out)
+    # The extremum the index compares with comes from XLA's reduce_window, which XLA
+    # makes once; the fold would be fused into, and recomputed by, every consumer
+    # below. The output itself stays the fold, differentiable by this rule again.
+    extremum = reduce_window_xla(lax.stop_gradient(x), identity(kind, x.dtype), _COMBINE[kind], p)
+    index = _computed_once(_chosen_tap(x, extremum, p, out))  # (*out) int8
+    flat = {tap: i for i, tap in enumerate(taps(p.window))}
+
+    margins = _shift_margins(p, x.shape, out)
+    padded_index = _pad_margins(index, -1, margins)
+
+    def scatter(ct):  # ct (*out) -> (*x.shape): each window's cotangent to its choice
+        zero = jnp.zeros((), ct.dtype)
+        term = _sliced_terms(
+            lambda tap, i, c: jnp.where(i == flat[tap], c, zero),
+            (padded_index, _pad_margins(ct, 0, margins)),
+            margins,
+            out,
+        )
+        return phase_scatter(term, p, x.shape, out, ct.dtype)
+
+    (tangent,) = jax.linear_transpose(scatter, jax.ShapeDtypeStruct(out, tx.dtype))(tx)
+    return value, tangent
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _sum_reduce(x, p, out):
+    """The sum over every window, with its gradient as one `phase_scatter`."""
+    return _monoid(x, jnp.zeros((), x.dtype), "add", p, out)
+
+
+@_sum_reduce.defjvp
+def _sum_reduce_jvp(p, out, primals, tangents):
+    (x,), (tx,) = primals, tangents
+    value = _sum_reduce(x, p, out)
+    p = _one_window_strides(p, out)
+    margins = _shift_margins(p, x.shape, out)
+
+    def scatter(ct):  # ct (*out) -> (*x.shape)
+        term = _sliced_terms(lambda tap, c: c, (_pad_margins(ct, 0, margins),), margins, out)
+        return phase_scatter(term, p, x.shape, out, ct.dtype)
+
+    (tangent,) = jax.linear_transpose(scatter, jax.ShapeDtypeStruct(out, tx.dtype))(tx)
+    return value, tangent
 
 
 def window_tap(x, tap, fill, p: WindowParams, out):
@@ -318,7 +512,11 @@ def reduce_window_direct(x, init_value, computation, p: WindowParams, kind, is_i
             return y
         if not is_identity:
             return _fold(x, init_value, computation, p, out, start_with_init=True)
-        if kind in ("max", "min") and jnp.issubdtype(x.dtype, jnp.floating):
+        floating = jnp.issubdtype(x.dtype, jnp.floating)
+        if floating and kind in ("max", "min", "add"):
+            x, p = _predilate(x, init_value, p)  # base dilation first; its pads transpose
+            if kind == "add":
+                return _sum_reduce(x, p, out)
             return _select_reduce(x, init_value, kind, p, out)
         return _monoid(x, init_value, kind, p, out)
 
