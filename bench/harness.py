@@ -75,11 +75,27 @@ def matmul_peak_gflops(sizes=(1024, 2048), dtype=jnp.float32, repeats: int = 9) 
 
 def copy_seconds(nbytes: int, repeats: int = 9) -> float:
     """Best time of one fused pass that reads nbytes / 2 of float32 and writes as many:
-    a copy that moves `nbytes`, the least time a pass moving them can take here (in
-    cache where they fit in cache, from memory where they do not)."""
+    a copy that moves `nbytes` (in cache where they fit in cache, from memory where
+    they do not)."""
     x = jnp.ones((max(nbytes // 8, 1),), jnp.float32)
     timing = time_many({"copy": (jax.jit(lambda x: x * 1.0001), (x,))}, repeats=repeats)["copy"]
     return timing.min_s
+
+
+def stream_seconds(read: int, written: int, repeats: int = 9) -> float:
+    """The least time a pass that reads `read` bytes and writes `written` can take here:
+    the best time of a pass that only reads them (a sum) plus that of a pass that only
+    writes them (a fill). Reads and writes cost differently (a write to a fresh
+    buffer pays its page faults), so a symmetric copy of the same total misjudges
+    passes that read much more than they write, or the reverse."""
+    x = jnp.ones((max(read // 4, 1),), jnp.float32)
+    n = max(written // 4, 1)
+    calls = {
+        "read": (jax.jit(lambda x: jnp.sum(x)), (x,)),
+        "write": (jax.jit(lambda s: jnp.broadcast_to(s, (n,)) + 0), (jnp.float32(1.5),)),
+    }
+    timings = time_many(calls, repeats=repeats)
+    return timings["read"].min_s + timings["write"].min_s
 
 
 def copy_bandwidth_gbs(mib: int = 256, repeats: int = 9) -> float:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxconv
-from bench.harness import copy_seconds, memory_bytes, time_many
+from bench.harness import memory_bytes, stream_seconds, time_many
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,21 +297,22 @@ def flops(layer, out_shape) -> float:
     return 2.0 * math.prod(out_shape) * math.prod(kernel) * ig
 
 
-def roofline_bytes(layer, out_shape) -> tuple[int, int]:
-    """(forward, forward+backward) float32 bytes the timed programs must move at least.
+def roofline_bytes(layer, out_shape) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((read, written) forward, (read, written) forward+backward): the float32 bytes
+    the timed programs must move at least.
 
     The forward reads the inputs and writes the output once. The fwd+bwd program is
-    the gradient of <layer(x, w), ct>: it reads the cotangent and writes the gradients,
-    and reads the inputs the gradients depend on (x and w for a conv, x for a max
-    pool, neither for an average pool, whose gradient is the cotangent spread back).
-    It need not write the output, which no gradient reads.
+    the gradient of <layer(x, w), ct>: it reads the cotangent and the inputs the
+    gradients depend on (x and w for a conv, x for a max pool, neither for an average
+    pool, whose gradient is the cotangent spread back) and writes the gradients. It
+    need not write the output, which no gradient reads.
     """
     x, out = math.prod(layer.x), math.prod(out_shape)
     w = math.prod(layer.w) if layer.kind != "pool" else 0
-    forward = 4 * (x + w + out)
+    forward = (4 * (x + w), 4 * out)
     if layer.kind == "pool" and layer.op == "avg":
-        return forward, 4 * (out + x)
-    return forward, 4 * (2 * x + 2 * w + out)
+        return forward, (4 * out, 4 * x)
+    return forward, (4 * (x + w + out), 4 * (x + w))
 
 
 MEMORY_BOUND_FLOPS_PER_BYTE = 10
@@ -321,8 +322,8 @@ def memory_bound(layer, out_shape) -> bool:
     """Pools, depthwise convs and any layer under 10 flops per byte moved."""
     if layer.kind == "pool" or (layer.kind == "conv" and layer.groups == layer.x[-1] > 1):
         return True
-    return (
-        flops(layer, out_shape) < MEMORY_BOUND_FLOPS_PER_BYTE * roofline_bytes(layer, out_shape)[0]
+    return flops(layer, out_shape) < MEMORY_BOUND_FLOPS_PER_BYTE * sum(
+        roofline_bytes(layer, out_shape)[0]
     )
 
 
@@ -369,8 +370,8 @@ def run_layer(layer, repeats: int, memory: bool = True):
     t_bwd = time_many(bwd_calls, repeats)
     fwd_bytes, bwd_bytes = roofline_bytes(layer, out_shape)
     bound = memory_bound(layer, out_shape)
-    roof_fwd = copy_seconds(fwd_bytes) * 1e3 if bound else None
-    roof_bwd = copy_seconds(bwd_bytes) * 1e3 if bound else None
+    roof_fwd = stream_seconds(*fwd_bytes) * 1e3 if bound else None
+    roof_bwd = stream_seconds(*bwd_bytes) * 1e3 if bound else None
     rows = {}
     for name, (fwd, args) in fwd_calls.items():
         wanted = memory and (name == "lax" or name.startswith("auto"))  # the table's columns

@@ -86,10 +86,12 @@ def write_layers(results, meta, out_dir: str, stem: str, plot: bool = True) -> s
         "",
         "`% peak` is auto's GFLOP/s against the matmul peak, for compute-bound layers whose "
         "algorithm does the direct conv's multiplications. `% roofline` is, for "
-        "memory-bound layers (pools, depthwise convs, under 10 flops per byte), the time "
-        "of a copy that moves the bytes the pass must move (read the inputs and write the "
-        "outputs once; fwd+bwd: also the cotangent and the gradients), measured in the "
-        "same run at the same size, against auto's time.",
+        "memory-bound layers (pools, depthwise convs, under 10 flops per byte), the least "
+        "time the pass can take against auto's: the best time of a pass that only reads "
+        "the bytes it must read plus that of a pass that only writes the bytes it must "
+        "write, measured in the same run at the same sizes. The forward reads the inputs "
+        "and writes the output; fwd+bwd is the gradient program, which reads the "
+        "cotangent and the inputs the gradients need and writes the gradients.",
         "",
         *(f"FAILED: {line}" for line in meta.get("failed", [])),
         "",

@@ -21,12 +21,16 @@ def test_roofline_bytes_and_memory_bound():
     pool = layers.PoolLayer("p", "max", (8, 112, 112, 64), (3, 3), (2, 2), "SAME")
     out = (8, 56, 56, 64)
     x, y = 8 * 112 * 112 * 64, 8 * 56 * 56 * 64
-    assert layers.roofline_bytes(pool, out) == (4 * (x + y), 4 * (2 * x + y))
+    # ((read, written) forward, (read, written) of the gradient program)
+    assert layers.roofline_bytes(pool, out) == ((4 * x, 4 * y), (4 * (x + y), 4 * x))
     avg = layers.PoolLayer("a", "avg", (8, 112, 112, 64), (3, 3), (2, 2), "SAME")
-    assert layers.roofline_bytes(avg, out) == (4 * (x + y), 4 * (x + y))  # x is not read
+    assert layers.roofline_bytes(avg, out) == ((4 * x, 4 * y), (4 * y, 4 * x))  # no x
     conv = layers.ConvLayer("c", (8, 112, 112, 64), (3, 3, 1, 64), (2, 2), groups=64)
     w = 3 * 3 * 64
-    assert layers.roofline_bytes(conv, out) == (4 * (x + w + y), 4 * (2 * x + 2 * w + y))
+    assert layers.roofline_bytes(conv, out) == (
+        (4 * (x + w), 4 * y),
+        (4 * (x + w + y), 4 * (x + w)),
+    )
     assert layers.memory_bound(pool, out)
     dense = layers.ConvLayer("c", (8, 56, 56, 64), (3, 3, 64, 64), (1, 1))
     assert not layers.memory_bound(dense, (8, 56, 56, 64))
