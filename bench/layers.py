@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxconv
-from bench.harness import memory_bytes, stream_seconds, time_many
+from bench.harness import memory_bytes, roofline_seconds, stream_calls, time_many
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,9 +346,9 @@ def gpu_batch(layer):
 
 def run_layer(layer, repeats: int, memory: bool = True):
     """Every candidate's forward and forward+backward times, compile times, memory and,
-    for memory-bound layers, the share of the roofline: the time of a copy that moves
-    the bytes the pass must move, measured here at the same size ({candidate: row},
-    and the layer's own fields)."""
+    for memory-bound layers, the share of the roofline: the least time of passes that
+    only read, and only write, the bytes the program must move, timed in the same
+    rounds ({candidate: row}, and the layer's own fields)."""
     key = jax.random.key(0)
     kx, kw = jax.random.split(key)
     x = jax.random.normal(kx, layer.x, jnp.float32)
@@ -366,12 +366,13 @@ def run_layer(layer, repeats: int, memory: bool = True):
         else:
             bwd = jax.jit(jax.grad(lambda x, w, ct, fn=fn: jnp.vdot(fn(x, w), ct), (0, 1)))
             bwd_calls[name] = (bwd, (x, w, ct))
-    t_fwd = time_many(fwd_calls, repeats)
-    t_bwd = time_many(bwd_calls, repeats)
     fwd_bytes, bwd_bytes = roofline_bytes(layer, out_shape)
     bound = memory_bound(layer, out_shape)
-    roof_fwd = stream_seconds(*fwd_bytes) * 1e3 if bound else None
-    roof_bwd = stream_seconds(*bwd_bytes) * 1e3 if bound else None
+    t_fwd = time_many(fwd_calls | (stream_calls(*fwd_bytes) if bound else {}), repeats)
+    t_bwd = time_many(bwd_calls | (stream_calls(*bwd_bytes) if bound else {}), repeats)
+    roof_fwd = roof_bwd = None
+    if bound:
+        roof_fwd, roof_bwd = 1e3 * roofline_seconds(t_fwd), 1e3 * roofline_seconds(t_bwd)
     rows = {}
     for name, (fwd, args) in fwd_calls.items():
         wanted = memory and (name == "lax" or name.startswith("auto"))  # the table's columns

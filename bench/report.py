@@ -33,6 +33,12 @@ def _peak_ratio(row, base) -> str:
     return f"{a:.1f}/{b:.1f} ({a / b:.2f})" if b else f"{a:.1f}/{b:.1f}"
 
 
+def _pct(value: float) -> str:
+    """A share of the roofline; above 100 the layer ran faster than the passes that
+    bound it did in the same rounds, which says the bound was mismeasured: ">100"."""
+    return ">100" if value > 100 else f"{value:.0f}"
+
+
 def layer_summary_rows(results, meta) -> list[str]:
     """The summary table: what auto picks on each layer, its ratios to lax, its share of
     the matmul peak (compute-bound layers) or of the memory roofline (memory-bound)."""
@@ -58,7 +64,7 @@ def layer_summary_rows(results, meta) -> list[str]:
             peak = 100 * auto["gflops"] / meta["peak_gflops"]
         roof = "-"
         if auto.get("fwd_roofline_pct") is not None:
-            roof = f"{auto['fwd_roofline_pct']:.0f} / {auto['fwdbwd_roofline_pct']:.0f}"
+            roof = f"{_pct(auto['fwd_roofline_pct'])} / {_pct(auto['fwdbwd_roofline_pct'])}"
         lines.append(
             f"| {r['suite']} | {r['layer']} | {rows['lax']['fwd_ms']:.2f} | "
             f"{rows['lax']['fwdbwd_ms']:.2f} | {picked} | {auto['fwd_x']:.2f} | "
@@ -91,7 +97,11 @@ def write_layers(results, meta, out_dir: str, stem: str, plot: bool = True) -> s
         "the bytes it must read plus that of a pass that only writes the bytes it must "
         "write, measured in the same run at the same sizes. The forward reads the inputs "
         "and writes the output; fwd+bwd is the gradient program, which reads the "
-        "cotangent and the inputs the gradients need and writes the gradients.",
+        "cotangent and the inputs the gradients need and writes the gradients. The "
+        "least time is the faster of a read-only pass plus a write-only pass, and a copy "
+        "of as many bytes, timed in the same rounds as the layer. `>100` marks a layer "
+        "that ran faster than those passes: writes to fresh buffers pay page faults that "
+        "vary from call to call here, and the bound was then mismeasured.",
         "",
         *(f"FAILED: {line}" for line in meta.get("failed", [])),
         "",

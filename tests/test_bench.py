@@ -57,3 +57,16 @@ def test_every_network_builds_and_swaps_without_changing_its_parameters():
     for a, b in zip(jax.tree.leaves(state_flax[0]), jax.tree.leaves(state_ours[0])):
         assert jnp.array_equal(a, b)
     assert len(networks.NETWORKS) == 9
+
+
+def test_roofline_is_the_faster_bound_and_never_reads_over_100():
+    from bench.harness import Timing, roofline_seconds
+
+    def t(s):
+        return Timing(0.0, s, s)
+
+    timings = {"roofline read": t(1.0), "roofline write": t(2.0), "roofline copy": t(2.5)}
+    assert roofline_seconds(timings) == 2.5
+    timings["roofline copy"] = t(4.0)
+    assert roofline_seconds(timings) == 3.0
+    assert report._pct(99.6) == "100" and report._pct(100.4) == ">100"
