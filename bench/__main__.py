@@ -24,7 +24,7 @@ import jax
 from bench import report
 from bench.harness import copy_bandwidth_gbs, matmul_peak_gflops
 from bench.layers import SUITES, gpu_batch, run_layer, select
-from bench.networks import NETWORKS, run_network
+from bench.networks import NETWORKS, run_network, select_networks
 
 RESULTS = "bench/results"
 
@@ -134,9 +134,8 @@ def run_networks(args, meta, out: str) -> int:
     path = os.path.join(out, stem + ".json")
     rows = _previous(path, "networks") if args.resume else []
     done = {r["network"] for r in rows}
-    wanted = args.network or [n.name for n in NETWORKS]
-    for network in NETWORKS:
-        if network.name in done or network.name not in wanted:
+    for network in select_networks(args.network, args.quick):
+        if network.name in done:
             continue
         print(f"bench: networks: {network.name}", flush=True)
         try:
@@ -162,9 +161,14 @@ def main(argv=None):
         help="suite to run (repeatable); default: every layer suite and the networks",
     )
     parser.add_argument(
-        "--network", action="append", help="with --suite networks: only these (repeatable)"
+        "--network",
+        action="append",
+        choices=[n.name for n in NETWORKS],
+        help="with --suite networks: only these (repeatable)",
     )
-    parser.add_argument("--quick", action="store_true", help="a few layers at batch 1 (< 3 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few layers at batch 1, two small networks (< 5 min)"
+    )
     parser.add_argument("--backend", default=None, help="jax platform: cpu, cuda, rocm, tpu")
     parser.add_argument("--out", default="bench/out", help="results directory (not committed)")
     parser.add_argument(

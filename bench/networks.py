@@ -719,6 +719,14 @@ def time_torch(network: Network, shape, repeats: int) -> StepTimes | None:
     return StepTimes(first, statistics.median(samples) * 1e3, min(samples) * 1e3, None)
 
 
+def select_networks(names=None, quick: bool = False) -> list:
+    """The networks a run times: those named, else every one; under `quick` only those
+    with a `quick_input` (the rest take minutes each at full size)."""
+    if names:
+        return [n for n in NETWORKS if n.name in names]
+    return [n for n in NETWORKS if n.quick_input or not quick]
+
+
 def run_network(network: Network, repeats: int, quick: bool = False) -> dict:
     """One row of the network table."""
     shape = network.quick_input if quick and network.quick_input else network.input

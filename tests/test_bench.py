@@ -59,6 +59,14 @@ def test_every_network_builds_and_swaps_without_changing_its_parameters():
     assert len(networks.NETWORKS) == 9
 
 
+def test_quick_runs_only_the_networks_with_a_quick_input():
+    names = [n.name for n in networks.select_networks(quick=True)]
+    assert names == ["MobileNetV2", "EfficientNet-B0"]
+    assert len(networks.select_networks()) == len(networks.NETWORKS)
+    picked = networks.select_networks(["U-Net", "ResNet-18"], quick=True)
+    assert [n.name for n in picked] == ["ResNet-18", "U-Net"]  # named ones run, in suite order
+
+
 def test_roofline_is_the_faster_bound_and_never_reads_over_100():
     from bench.harness import Timing, roofline_seconds
 
