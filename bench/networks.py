@@ -65,7 +65,17 @@ class InvertedResidual(Block):
         return x + y if self.residual else y
 
 
-class MobileNetV2(Block):
+class InvertedResidualNet(Block):
+    """MobileNetV2 and EfficientNet-B0: stem, inverted-residual blocks, head, pooled fc."""
+
+    def __call__(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(self.ops.mean(self.head(x)))
+
+
+class MobileNetV2(InvertedResidualNet):
     CONFIG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1)]
     CONFIG += [(6, 160, 3, 2), (6, 320, 1, 1)]
 
@@ -81,14 +91,8 @@ class MobileNetV2(Block):
         self.head = ops.make(ConvBN, cin, 1280, 1, act="relu6")
         self.fc = ops.linear(1280, classes)
 
-    def __call__(self, x):
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        return self.fc(self.ops.mean(self.head(x)))
 
-
-class EfficientNetB0(Block):
+class EfficientNetB0(InvertedResidualNet):
     # (expand, kernel, stride, cin, cout, repeats)
     CONFIG = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2)]
     CONFIG += [(6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4)]
@@ -115,12 +119,6 @@ class EfficientNetB0(Block):
         self.blocks = ops.seq(blocks)
         self.head = ops.make(ConvBN, 320, 1280, 1, act="silu")
         self.fc = ops.linear(1280, classes)
-
-    def __call__(self, x):
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        return self.fc(self.ops.mean(self.head(x)))
 
 
 class ConvNeXtBlock(Block):
