@@ -20,6 +20,7 @@ from jax import lax
 from jaxconv import _autotune
 from jaxconv._algorithms import REGISTRY
 from jaxconv._algorithms.fft import fft_shapes, fft_workspace, kernel_spectra_dominate
+from jaxconv._algorithms.im2col import patch_bytes
 from jaxconv._algorithms.winograd import TILE, winograd_tiles
 from jaxconv._pieces import WHOLE, Pieces, fit, within_budget
 from jaxconv._settings import exact_nonfinite_active, memory_budget
@@ -169,6 +170,8 @@ POINTWISE_MAX_PATCH_LENGTH = 256
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MAX_INPUT_BYTES = 10 * 2**20
 WINOGRAD_MIN_TILES = 256
+IM2COL_MAX_PATCHES_PER_KERNEL = 2
+IM2COL_MIN_KERNEL_BYTES = 2**19
 BACKWARD_WORKSPACE_FACTOR = 4
 BACKWARD_WORKSPACE_BYTES = 256 * 2**20
 GPU_FFT_MIN_TAPS = 31 * 31
@@ -179,24 +182,30 @@ def auto_conv(problem: Problem) -> Choice:
     memory budget, whole or in pieces.
 
     On CPU:
-      1. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft", where its
+      1. 1-D and 2-D dense convs with overlapping windows, kernels of 512 KiB+ and a
+         patch matrix at most twice the kernel (few output positions, many channels)
+         -> "xla/im2col": XLA's forward, the patch matrix GEMMs' gradients.
+      2. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft", where its
          kernel spectra do not outnumber the signal's; dense ones that cannot -> "xla/fft"
          (XLA's forward, FFT gradients), where those gradients fit. Depthwise ones go on.
-      2. depthwise (one input channel per group, several groups) -> "depthwise".
-      3. windows that do not overlap -> "pointwise"; patches of 256+ taps x input
+      3. depthwise (one input channel per group, several groups) -> "depthwise".
+      4. windows that do not overlap -> "pointwise"; patches of 256+ taps x input
          channels -> "xla/pointwise".
-      4. 3-D and up -> "xla2d", else "xla/xla2d".
-      5. a single input channel (audio stems) -> "direct/xla".
-      6. 2-D dense 3x3 stride-1 convs with 64+ input channels per group, inputs up to
+      5. 3-D and up -> "xla2d", else "xla/xla2d".
+      6. a single input channel (audio stems) -> "direct/xla".
+      7. 2-D dense 3x3 stride-1 convs with 64+ input channels per group, inputs up to
          10 MiB, at DEFAULT precision -> "winograd4" while there are 256+ output tiles
          of 4x4 and no fewer than output channels, else "winograd" on the same terms.
-      7. anything else -> "xla".
+      8. anything else -> "xla".
     On GPU, `_gpu_rule`; elsewhere "xla" (nothing measured).
     """
     if problem.backend == "gpu":
         return _gpu_rule(problem)
     if problem.backend != "cpu":
         return XLA
+    choice = _im2col_rule(problem)
+    if choice is not None:
+        return choice
     taps = math.prod(problem.kernel)
     large = taps >= FFT_MIN_TAPS or (len(problem.kernel) == 1 and taps >= FFT_MIN_TAPS_1D)
     depthwise = REGISTRY["depthwise"].why_not(problem) is None
@@ -217,6 +226,25 @@ def auto_conv(problem: Problem) -> Choice:
     if problem.groups * problem.x_shape[-1] == 1 and taps <= FFT_MIN_TAPS_1D:
         return _fit(problem, "direct/xla") or XLA
     return _winograd_rule(problem) or XLA
+
+
+def _im2col_rule(problem: Problem) -> Choice | None:
+    """ "xla/im2col" for 1-D and 2-D dense convs with overlapping windows and no lhs
+    dilation whose kernel has at least IM2COL_MIN_KERNEL_BYTES and whose patch matrix
+    is at most IM2COL_MAX_PATCHES_PER_KERNEL times the kernel, where it fits."""
+    kernel_bytes = math.prod(problem.w_shape) * problem.itemsize
+    if (
+        problem.groups > 1
+        or len(problem.kernel) > 2
+        or any(d > 1 for d in problem.params.lhs_dilation)
+        or REGISTRY["pointwise"].why_not(problem) is None
+        or kernel_bytes < IM2COL_MIN_KERNEL_BYTES
+        or not definitely(
+            lambda: patch_bytes(problem) <= IM2COL_MAX_PATCHES_PER_KERNEL * kernel_bytes
+        )
+    ):
+        return None
+    return _fit(problem, "xla/im2col")
 
 
 def _pointwise_rule(problem: Problem) -> Choice:

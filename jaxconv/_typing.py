@@ -11,6 +11,7 @@ from jax import lax
 Algorithm = Literal[
     "auto",
     "direct",
+    "im2col",
     "pointwise",
     "depthwise",
     "fft",
@@ -22,6 +23,7 @@ Algorithm = Literal[
     "xla/fft",
     "xla/xla2d",
     "xla/pointwise",
+    "xla/im2col",
 ]
 """Names accepted by the `algorithm=` argument of every conv function."""
 

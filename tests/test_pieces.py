@@ -97,6 +97,26 @@ def test_workspace_estimate_matches_memory_analysis(xs, ws, strides, groups, pad
     assert 0.6 * estimate - 2**16 <= temp <= 1.3 * estimate + 2**16, (name, temp, estimate)
 
 
+@pytest.mark.parametrize(
+    "xs, ws, strides",
+    [((8, 7, 7, 256), (3, 3, 256, 256), (1, 1)), ((2, 99, 256), (3, 256, 256), (2,))],
+)
+def test_im2col_estimate_matches_memory_analysis(xs, ws, strides):
+    """ "auto" runs im2col's gradients only (`xla/im2col`); named, its forward holds the
+    padded input and the patch matrix, as estimated."""
+    cs, _ = plan_for(xs, ws, strides, 1)
+    dn = LAYOUT[len(xs)]
+    temp, _ = compiled_memory(
+        lambda x, w: jaxconv.conv_general_dilated(
+            x, w, strides, "SAME", dimension_numbers=dn, algorithm="im2col"
+        ),
+        spec(xs),
+        spec(ws),
+    )
+    estimate = workspace(cs.problem, "im2col")
+    assert 0.6 * estimate - 2**16 <= temp <= 1.3 * estimate + 2**16, (temp, estimate)
+
+
 @pytest.mark.parametrize("xs, ws, strides", [LAYERS[-2][:3], LAYERS[-1][:3]])
 def test_xla2d_estimate_counts_float32_copies_of_16bit_inputs(xs, ws, strides):
     """XLA:CPU converts bfloat16 x and w to float32, whole, for its convs."""

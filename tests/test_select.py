@@ -35,7 +35,8 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((8, 4096, 64), (128, 4, 64), (1,), 16, "fft"),  # grouped, in pieces of groups
         ((1, 4096, 64), (128, 4, 64), (1,), 16, "fft"),  # under 8192 positions: groups
         ((2, 1024, 8), (64, 8, 8), (2,), 1, "xla"),
-        ((1, 64, 2048), (64, 2048, 2048), (1,), 1, "xla"),  # spectra over the budget
+        ((1, 64, 2048), (64, 2048, 2048), (1,), 1, "xla/im2col"),  # patches < kernel
+        ((1, 8192, 1024), (64, 1024, 1024), (1,), 1, "xla"),  # spectra over the budget
         ((1, 16, 16, 8), (1, 1, 8, 4), (1, 1), 1, "pointwise"),
         ((1, 224, 224, 3), (16, 16, 3, 768), (16, 16), 1, "xla/pointwise"),  # ViT: 768 long
         ((8, 224, 224, 3), (4, 4, 3, 96), (4, 4), 1, "pointwise"),  # ConvNeXt stem: 48 long
@@ -56,7 +57,14 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((1, 16, 16, 8), (3, 3, 4, 8), (1, 1), 2, "xla"),
         ((8, 56, 56, 64), (3, 3, 64, 64), (1, 1), 1, "winograd4"),  # ResNet-50 res2
         ((8, 14, 14, 256), (3, 3, 256, 256), (1, 1), 1, "xla"),  # res4: kernel over budget
-        ((8, 7, 7, 512), (3, 3, 512, 512), (1, 1), 1, "xla"),  # res5: few tiles of either
+        ((8, 7, 7, 512), (3, 3, 512, 512), (1, 1), 1, "xla/im2col"),  # res5: patches < kernel
+        ((32, 7, 7, 512), (3, 3, 512, 512), (1, 1), 1, "xla"),  # patches 1.5x the kernel
+        ((8, 14, 14, 256), (3, 3, 256, 512), (2, 2), 1, "xla/im2col"),  # ResNet-18 layer4
+        ((8, 4, 4, 512), (3, 3, 256, 512), (1, 1), 2, "xla"),  # grouped
+        ((4, 3, 3, 128), (3, 3, 128, 32), (1, 1), 1, "xla"),  # DenseNet: 144 KiB kernel
+        ((2, 399, 512), (3, 512, 512), (2,), 1, "xla/im2col"),  # wav2vec2 conv4
+        ((8, 7, 7, 2048), (1, 1, 2048, 512), (1, 1), 1, "pointwise"),  # 1x1: no patches
+        ((2, 4, 4, 4, 512), (3, 3, 3, 512, 512), (1, 1, 1), 1, "xla2d"),  # 3-D
         ((1, 224, 224, 64), (3, 3, 64, 64), (1, 1), 1, "xla"),  # input over 10 MiB
         ((64, 32, 32, 32), (3, 3, 32, 32), (1, 1), 1, "xla"),  # too few channels
         ((8, 56, 56, 64), (3, 3, 64, 64), (2, 2), 1, "xla"),  # strided
@@ -87,6 +95,7 @@ def test_auto_rule_on_cpu(xs, ws, strides, groups, want):
         ((8, 56, 56, 64), (3, 3, 64, 64), (1, 1), 1, "xla"),  # winograd4 on CPU
         ((1, 16, 32, 32, 3), (3, 3, 3, 3, 64), (1, 1, 1), 1, "xla"),  # xla2d on CPU
         ((1, 1000, 1), (10, 1, 16), (5,), 1, "xla"),  # direct/xla on CPU
+        ((8, 7, 7, 512), (3, 3, 512, 512), (1, 1), 1, "xla"),  # xla/im2col on CPU
     ],
 )
 def test_auto_rule_on_gpu(xs, ws, strides, groups, want):
@@ -110,6 +119,14 @@ def test_auto_rule_on_gpu(xs, ws, strides, groups, want):
 def test_winograd_only_at_default_precision(precision, want):
     args = (spec((8, 56, 56, 64)), spec((3, 3, 64, 64)), (1, 1), "SAME", None, None, LAYOUT[4])
     assert jaxconv.chosen_algorithm(*args, precision=precision) == want
+
+
+def test_im2col_rule_needs_a_batch_it_can_bound():
+    """With a symbolic batch the patch matrix has no bound against the kernel: lax's."""
+    (batch,) = jax.export.symbolic_shape("b")
+    xs = jax.ShapeDtypeStruct((batch, 7, 7, 512), jnp.float32)
+    args = (xs, spec((3, 3, 512, 512)), (1, 1), "SAME", None, None, LAYOUT[4])
+    assert jaxconv.chosen_algorithm(*args) == "xla"
 
 
 def test_auto_rule_with_a_larger_memory_budget():

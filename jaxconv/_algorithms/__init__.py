@@ -7,7 +7,7 @@ know of it. Composites pair one algorithm's forward pass with another's gradient
 
 from __future__ import annotations
 
-from jaxconv._algorithms import depthwise, direct, fft, pointwise, winograd, xla, xla2d
+from jaxconv._algorithms import depthwise, direct, fft, im2col, pointwise, winograd, xla, xla2d
 from jaxconv._algorithms._base import Algorithm, pair
 
 _COMPOSITES = (
@@ -15,12 +15,14 @@ _COMPOSITES = (
     pair(xla.ALGORITHM, fft.ALGORITHM, "XLA's forward, FFT gradients"),
     pair(xla.ALGORITHM, xla2d.ALGORITHM, "XLA's forward, the 2-D convs' gradients"),
     pair(xla.ALGORITHM, pointwise.ALGORITHM, "XLA's forward, the GEMM's gradients"),
+    pair(xla.ALGORITHM, im2col.ALGORITHM, "XLA's forward, the patch matrix GEMMs' gradients"),
 )
 
 REGISTRY: dict[str, Algorithm] = {
     algorithm.name: algorithm
     for algorithm in (
         direct.ALGORITHM,
+        im2col.ALGORITHM,
         pointwise.ALGORITHM,
         depthwise.ALGORITHM,
         fft.ALGORITHM,
