@@ -103,7 +103,8 @@ def test_workspace_estimate_matches_memory_analysis(xs, ws, strides, groups, pad
 )
 def test_im2col_estimate_matches_memory_analysis(xs, ws, strides):
     """ "auto" runs im2col's gradients only (`xla/im2col`); named, its forward holds the
-    padded input and the patch matrix, as estimated."""
+    padded input and the patch matrix twice (each tap's window, then their
+    concatenation), as estimated."""
     cs, _ = plan_for(xs, ws, strides, 1)
     dn = LAYOUT[len(xs)]
     temp, _ = compiled_memory(
