@@ -1,16 +1,28 @@
 """pytest configuration for tests/ and the doctests in jaxconv/.
 
 x64 is on (float64 parity and gradient checks), rank promotion raises, and
-pyproject turns warnings into errors.
+pyproject turns warnings into errors. XLA_FLAGS are set before jax initialises.
 """
 
 import os
 
-# Four host devices for the sharding tests; must be set before jax initialises.
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    ).strip()
+
+def _add_xla_flag(name, value):
+    """Append --name=value to XLA_FLAGS unless the caller set it (before jax starts)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if name not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --{name}={value}".strip()
+
+
+# Four host devices for the sharding tests.
+_add_xla_flag("xla_force_host_platform_device_count", 4)
+# The quick suite compiles its thousands of small programs with LLVM at -O0 (a third
+# less time: most of it is compiling). The tests check what the programs compute, which
+# XLA's HLO passes (fusion, simplification) decide at every level, up to where LLVM
+# contracts multiply-adds, within every tolerance. `make test-full` runs at the default
+# level, as users do.
+if os.environ.get("JAXCONV_FULL") != "1":
+    _add_xla_flag("xla_backend_optimization_level", 0)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

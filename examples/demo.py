@@ -25,7 +25,7 @@ ACCURACY_BAR = 0.97
 
 def parse(argv):
     parser = argparse.ArgumentParser(prog="examples/demo.py", description=__doc__)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=32, help="side the digits are upsampled to")
     parser.add_argument("--devices", type=int, default=1, help="data-parallel devices")
@@ -107,7 +107,9 @@ def main(argv=None):
         model = Net(nnx.Rngs(args.seed))
         if swap:
             jaxconv.nnx.swap(model)  # the one line: flax's convs now run through jaxconv
-        return model, nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
+        steps = args.epochs * (len(x_tr) // args.batch)
+        schedule = optax.cosine_decay_schedule(3e-3, steps)  # settles on the last epochs
+        return model, nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
 
     def loss_fn(model, x, y):
         logits = model(x)
@@ -180,7 +182,7 @@ def main(argv=None):
     print("jaxconv (flax model + jaxconv.nnx.swap):")
     model, ours, first_ours, t_ours = run(swap=True)
     acc = accuracy(model, *put(x_te, y_te))
-    probe = min(len(ours), 12)
+    probe = min(len(ours), 8)
     _, theirs, first_flax, t_flax = run(swap=False, steps=probe)
     step_ours, step_flax = np.median(t_ours) * 1e3, np.median(t_flax) * 1e3
     compile_ours = first_ours - step_ours / 1e3
