@@ -14,22 +14,21 @@ import jaxconv
 from jaxconv._algorithms import depthwise
 from jaxconv._algorithms.depthwise import BLOCK_BYTES, fold_blocks, split_band_elements
 from jaxconv._spec import ConvParams
-from tests.util import assert_close, both, equations, problem_of, random
+from tests.util import FULL, assert_close, both, equations, grad_order, problem_of, random
+
+SPLIT_CASES = [
+    ((2, 12, 11, 4), (3, 3, 1, 4), "SAME", None),  # bands padded per tap
+    ((1, 24, 22, 3), (5, 5, 1, 6), "SAME", None),  # bands copied; multiplier 2
+    ((1, 12, 12, 2), (3, 3, 1, 2), ((5, 0), (-1, 2)), None),  # pad > K-1, cropping
+    ((1, 40, 29, 2), (5, 5, 1, 2), ((1, 3), (4, 4)), (2, 1)),  # dilated, asymmetric
+    ((1, 9, 10, 2), (1, 5, 1, 2), ((2, 1), (2, 2)), None),  # 1-tap axis, padded
+    ((2, 40, 3), (9, 1, 3), "SAME", None),  # 1-D
+    ((1, 6, 7, 8, 2), (3, 1, 3, 1, 2), "SAME", None),  # 3-D
+    ((1, 5, 12, 2), (7, 3, 1, 2), "SAME", None),  # an axis shorter than its window
+]
 
 
-@pytest.mark.parametrize(
-    "xs, ws, padding, rhs_dil",
-    [
-        ((2, 12, 11, 4), (3, 3, 1, 4), "SAME", None),  # bands padded per tap
-        ((1, 24, 22, 3), (5, 5, 1, 6), "SAME", None),  # bands copied; multiplier 2
-        ((1, 12, 12, 2), (3, 3, 1, 2), ((5, 0), (-1, 2)), None),  # pad > K-1, cropping
-        ((1, 40, 29, 2), (5, 5, 1, 2), ((1, 3), (4, 4)), (2, 1)),  # dilated, asymmetric
-        ((1, 9, 10, 2), (1, 5, 1, 2), ((2, 1), (2, 2)), None),  # 1-tap axis, padded
-        ((2, 40, 3), (9, 1, 3), "SAME", None),  # 1-D
-        ((1, 6, 7, 8, 2), (3, 1, 3, 1, 2), "SAME", None),  # 3-D
-        ((1, 5, 12, 2), (7, 3, 1, 2), "SAME", None),  # an axis shorter than its window
-    ],
-)
+@pytest.mark.parametrize("xs, ws, padding, rhs_dil", SPLIT_CASES)
 def test_depthwise_split_matches_lax(xs, ws, padding, rhs_dil):
     n = len(xs) - 2
     lhs_t = "N" + "DHW"[-n:] + "C"
@@ -54,7 +53,8 @@ def test_depthwise_split_matches_lax(xs, ws, padding, rhs_dil):
         )(xs2, w),
     )
     x64, w64 = x.astype("float64"), w.astype("float64")
-    order = 2 if math.prod(ws[:-2]) <= 9 else 1  # second order through 25+ taps: slow
+    case = (xs, ws, padding, rhs_dil)
+    order = grad_order(case, SPLIT_CASES, lambda c: math.prod(c[1][:-2]) <= 9)  # 25+: slow
     check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
 
 
@@ -94,16 +94,24 @@ def _depthwise_and_lax(xs, strides, padding, lhs_dil, rhs_dil):
     return f, g
 
 
-@pytest.mark.parametrize("block_bytes", [1, 3000, 1 << 20], ids=["1B", "3KB", "1MiB"])
+BLOCKED_CASES = [
+    ((3, 13, 11, 4), (3, 3, 1, 4), (1, 1), "SAME", None, None),
+    ((2, 15, 12, 3), (3, 3, 1, 6), (2, 2), ((1, 2), (0, 1)), None, None),  # multiplier 2
+    ((2, 15, 13, 2), (5, 5, 1, 2), (2, 2), "SAME", None, None),  # strided: up to 49 taps
+    ((2, 9, 10, 2), (3, 3, 1, 2), (1, 1), ((3, -1), (2, 2)), (2, 1), (1, 2)),  # crop
+    ((4, 90, 3), (5, 1, 3), (3,), "SAME", None, None),  # 1-D
+    ((2, 5, 6, 7, 2), (3, 1, 3, 1, 2), (1, 2, 1), "SAME", None, None),  # 3-D
+]
+BLOCK_SIZES = {"1B": 1, "3KB": 3000, "1MiB": 1 << 20}
+
+
 @pytest.mark.parametrize(
-    "xs, ws, strides, padding, lhs_dil, rhs_dil",
+    "block_bytes, xs, ws, strides, padding, lhs_dil, rhs_dil",
     [
-        ((3, 13, 11, 4), (3, 3, 1, 4), (1, 1), "SAME", None, None),
-        ((2, 15, 12, 3), (3, 3, 1, 6), (2, 2), ((1, 2), (0, 1)), None, None),  # multiplier 2
-        ((2, 15, 13, 2), (5, 5, 1, 2), (2, 2), "SAME", None, None),  # strided: up to 49 taps
-        ((2, 9, 10, 2), (3, 3, 1, 2), (1, 1), ((3, -1), (2, 2)), (2, 1), (1, 2)),  # crop
-        ((4, 90, 3), (5, 1, 3), (3,), "SAME", None, None),  # 1-D
-        ((2, 5, 6, 7, 2), (3, 1, 3, 1, 2), (1, 2, 1), "SAME", None, None),  # 3-D
+        pytest.param(size, *case, id=f"{i}-{name}")
+        for i, case in enumerate(BLOCKED_CASES)
+        for name, size in BLOCK_SIZES.items()
+        if FULL or name == "3KB" or i < 2  # every case in blocks; the extremes on two
     ],
 )
 def test_depthwise_blocked_kernel_gradient(
@@ -123,7 +131,8 @@ def test_depthwise_blocked_kernel_gradient(
     assert blocks and (max(blocks) > 1) == (block_bytes < 1 << 20)
     if block_bytes == 3000:  # the rules are the same for any blocks: check them once
         x64, w64 = x.astype("float64"), w.astype("float64")
-        check_grads(f, (x64, w64), order=2, modes=("fwd", "rev"))
+        order = grad_order((xs, ws, strides, padding, lhs_dil, rhs_dil), BLOCKED_CASES)
+        check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
     jax.clear_caches()
 
 
@@ -142,16 +151,16 @@ def test_depthwise_fold_blocks():
     assert fold_blocks((6, 57, 57, 96, 1), (28, 28), 3, 2, (96, 2), 4) == (6, 2)
 
 
-@pytest.mark.parametrize(
-    "xs, ws, padding, rhs_dil",
-    [
-        ((3, 13, 11, 4), (5, 5, 1, 4), "SAME", None),
-        ((2, 12, 14, 3), (3, 5, 1, 3), ((0, 3), (4, -1)), (2, 1)),  # asymmetric, crop
-        ((2, 9, 8, 2), (3, 5, 1, 2), ((3, 0), (-2, 5)), None),  # complements < 0: crops
-        ((4, 90, 3), (11, 1, 3), "SAME", (3,)),  # 1-D
-        ((2, 5, 6, 7, 2), (3, 3, 3, 1, 2), "SAME", None),  # 3-D
-    ],
-)
+FLIPPED_CASES = [
+    ((3, 13, 11, 4), (5, 5, 1, 4), "SAME", None),
+    ((2, 12, 14, 3), (3, 5, 1, 3), ((0, 3), (4, -1)), (2, 1)),  # asymmetric, crop
+    ((2, 9, 8, 2), (3, 5, 1, 2), ((3, 0), (-2, 5)), None),  # complements < 0: crops
+    ((4, 90, 3), (11, 1, 3), "SAME", (3,)),  # 1-D
+    ((2, 5, 6, 7, 2), (3, 3, 3, 1, 2), "SAME", None),  # 3-D
+]
+
+
+@pytest.mark.parametrize("xs, ws, padding, rhs_dil", FLIPPED_CASES)
 def test_depthwise_input_gradient_is_a_fold(xs, ws, padding, rhs_dil):
     """At stride 1 the input gradient is the fold of the cotangent with the flipped
     kernel (`_input_tangent`): it equals lax's, and it zero-fills no more often than
@@ -174,5 +183,6 @@ def test_depthwise_input_gradient_is_a_fold(xs, ws, padding, rhs_dil):
     # The grad's jaxpr also holds the forward's pads: hence twice the forward's.
     assert fills(input_grad, x) <= 2 * fills(f, x, w) < math.prod(ws[:-2])
     x64, w64 = x.astype("float64"), w.astype("float64")
-    order = 2 if math.prod(ws[:-2]) <= 15 else 1  # second order through 25+ taps: slow
+    case = (xs, ws, padding, rhs_dil)
+    order = grad_order(case, FLIPPED_CASES, lambda c: math.prod(c[1][:-2]) <= 15)  # 25+: slow
     check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))

@@ -7,6 +7,15 @@ import numpy as np
 
 FULL = os.environ.get("JAXCONV_FULL") == "1"
 
+
+def grad_order(case, cases, eligible=lambda case: True) -> int:
+    """The `check_grads` order for `case`, one of `cases`: 2 (several times the cost of
+    1) on the first eligible case and, in `make test-full`, on every eligible one."""
+    if not eligible(case):
+        return 1
+    return 2 if FULL or case == next(c for c in cases if eligible(c)) else 1
+
+
 # Tolerances for comparing against lax at precision="highest", per input dtype.
 TOL = {
     np.dtype("float16"): dict(rtol=2e-2, atol=2e-2),
