@@ -16,8 +16,8 @@ def _add_xla_flag(name, value):
 
 # Four host devices for the sharding tests.
 _add_xla_flag("xla_force_host_platform_device_count", 4)
-# The quick suite compiles its thousands of small programs with LLVM at -O0 (a third
-# less time: most of it is compiling). The tests check what the programs compute, which
+# The quick suite compiles its thousands of small programs with LLVM at -O0, since
+# compiling is most of its time. The tests check what the programs compute, which
 # XLA's HLO passes (fusion, simplification) decide at every level, up to where LLVM
 # contracts multiply-adds, within every tolerance. `make test-full` runs at the default
 # level, as users do.
