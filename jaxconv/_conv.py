@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxconv._algorithms import REGISTRY
+from jaxconv._algorithms._base import forward_only
 from jaxconv._layout import transpose
 from jaxconv._pieces import Pieces, piece_bytes, run_in_pieces, takers
 from jaxconv._select import Choice, auto_conv, conv_candidates, conv_choice, record
@@ -29,14 +30,24 @@ def execute(lhs, rhs, spec: ConvSpec, choice: Choice):
     if spec.empty:
         return jnp.zeros(spec.out_shape, spec.problem.params.out_dtype)
     algorithm = REGISTRY[choice.algorithm]
-    count = choice.pieces.count
+    run = functools.partial(_run, spec=spec, algorithm=algorithm, pieces=choice.pieces)
+    if algorithm.differentiated is not None:
+        run = forward_only(
+            run, lambda x, w: _canonical_call(x, w, spec, spec.groups, algorithm.differentiated)
+        )
+    return run(lhs, rhs)
+
+
+def _run(lhs, rhs, spec: ConvSpec, algorithm, pieces: Pieces):
+    """`algorithm` on lhs and rhs, whole or in `pieces`."""
+    count = pieces.count
     if count == 1 or spec.batch_groups > 1:
         return _canonical_call(lhs, rhs, spec, spec.groups, algorithm.fn)
     # Pieces of the caller's arrays, not of canonical views (a loop would copy those).
     layout = spec.layout
     out_c = len(layout.canon_to_out) - 1
     take_x, take_w, axis, params = takers(
-        choice.pieces,
+        pieces,
         lhs,
         rhs,
         spec.problem.params,
@@ -45,7 +56,7 @@ def execute(lhs, rhs, spec: ConvSpec, choice: Choice):
         tuple(layout.canon_to_out.index(i) for i in (0, out_c, 1)),
     )
     piece_spec = dataclasses.replace(spec, problem=dataclasses.replace(spec.problem, params=params))
-    groups = spec.groups // count if choice.pieces.axis == "groups" else spec.groups
+    groups = spec.groups // count if pieces.axis == "groups" else spec.groups
     run = run_in_pieces(
         lambda x, w: _canonical_call(x, w, piece_spec, groups, algorithm.in_pieces),
         count,

@@ -74,13 +74,14 @@ def conv(case, algorithm):
 
 
 def matches_lax(case, algorithm, operand, value) -> bool:
-    """Whether values and both gradients have lax's NaN/±inf pattern."""
+    """Whether values, called plainly and under vjp, and both gradients have lax's
+    NaN/±inf pattern."""
     x, w = operands(case, operand, value)
     ours, theirs = conv(case, algorithm), conv(case, "lax")
     want, vjp_lax = jax.vjp(theirs, x, w)
     got, vjp = jax.vjp(ours, x, w)
     ct = np.ones(want.shape, np.float32)
-    pairs = [(got, want), *zip(vjp(ct), vjp_lax(ct))]
+    pairs = [(ours(x, w), want), (got, want), *zip(vjp(ct), vjp_lax(ct))]
     return all((pattern(a) == pattern(b)).all() for a, b in pairs)
 
 

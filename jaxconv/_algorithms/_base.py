@@ -83,6 +83,9 @@ class Algorithm:
         None: `fn`.
       tangent_fn: the same function free of custom derivative rules, which another
         algorithm's tangents can run (JAX transposes it); None: `fn`.
+      differentiated: for an algorithm that is fast in the forward pass alone, the
+        canonical function that runs instead, its primal and its tangents, wherever
+        the call is differentiated (`forward_only`); None: `fn` always.
       exact_nonfinite: `problem -> bool`: whether NaN and ±inf in either operand land
         where lax's do (float32 on CPU), in the values and in the gradients.
       backends: where "auto" and the autotuner consider it; () only when named.
@@ -99,6 +102,7 @@ class Algorithm:
     piece_ok: Callable[[Problem, str, int], bool] = _any_piece
     piece_fn: Callable | None = None
     tangent_fn: Callable | None = None
+    differentiated: Callable | None = None
     exact_nonfinite: Callable[[Problem], bool] = _exact
     backends: tuple[str, ...] = ALL_BACKENDS
     forward: Algorithm | None = None
@@ -162,6 +166,26 @@ def with_tangents(primal: Callable, tangent: Callable, name: str) -> Callable:
         return out, tan
 
     conv.__name__ = conv.__qualname__ = name
+    return conv
+
+
+def forward_only(primal: Callable, differentiated: Callable) -> Callable:
+    """`primal(x, w)` where the call is not differentiated; wherever it is (jvp, grad,
+    linearize), `differentiated(x, w)`, the same bilinear function, runs instead, for
+    the primal output and for the tangents, so reverse mode saves and transposes only
+    it. A custom_jvp: forward mode works."""
+
+    @jax.custom_jvp
+    def conv(x, w):
+        return primal(x, w)
+
+    @functools.partial(conv.defjvp, symbolic_zeros=True)
+    def _jvp(primals, tangents):
+        (x, w), (dx, dw) = primals, tangents
+        out = differentiated(x, w)
+        along_x, along_w = (lambda dx: differentiated(dx, w)), (lambda dw: differentiated(x, dw))
+        return out, bilinear_tangent(out, dx, dw, along_x, along_w)
+
     return conv
 
 

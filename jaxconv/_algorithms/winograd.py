@@ -9,9 +9,13 @@ batched GEMMs) instead of once per tap: 2.25x (F(2x2,3x3)) or 4x (F(4x4,3x3))
 fewer multiplications than direct for 3x3 stride-1 convs. The price is
 rounding: the transforms add and subtract, so the error against "direct" grows
 with m and the number of dims (docs/design.md, "Winograd"), and one NaN or inf
-reaches every output of its tile. 16-bit inputs are computed in float32. The
-gradients come from exact convolutions (`with_tangents`), which run faster than
-autodiff through the transforms.
+reaches every output of its tile. 16-bit inputs are computed in float32.
+
+Its speed is in the forward pass alone, so it runs only where the call is not
+differentiated: under jvp or grad the whole convolution, primal and tangents, is the
+exact one (`conv_exact`, `Algorithm.differentiated`). Winograd's forward with exact
+gradients trained no faster than XLA's conv and compiled longer (docs/design.md,
+"Winograd").
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 from jax import lax
 
 from jaxconv._algorithms import _windows
-from jaxconv._algorithms._base import INEXACT_NONFINITE, Algorithm, with_tangents
+from jaxconv._algorithms._base import INEXACT_NONFINITE, Algorithm
 from jaxconv._algorithms.xla import conv_xla
 from jaxconv._algorithms.xla2d import conv_xla2d_terms
 from jaxconv._spec import ConvParams, Problem
@@ -163,8 +167,8 @@ def conv_winograd4(x, w, p: ConvParams):
 
 
 def conv_exact(x, w, p: ConvParams):
-    """The exact convolution that Winograd's tangents run: XLA's, or for 3-D and up
-    `xla2d`'s written-out sum (whose backward beats XLA's 3-D one)."""
+    """The exact convolution that runs where Winograd's is differentiated: XLA's, or for
+    3-D and up `xla2d`'s written-out sum (whose backward beats XLA's 3-D one)."""
     return conv_xla2d_terms(x, w, p) if w.ndim - 3 >= 3 else conv_xla(x, w, p)
 
 
@@ -201,13 +205,13 @@ def _piece_ok(m: int):
 def _algorithm(name: str, m: int, fn) -> Algorithm:
     return Algorithm(
         name=name,
-        fn=with_tangents(fn, conv_exact, f"conv_{name}"),
-        summary=f"F({m}, 3) minimal filtering, N-D (Lavin & Gray 2015); exact gradients",
+        fn=fn,
+        summary=f"F({m}, 3) minimal filtering, N-D (Lavin & Gray 2015); differentiated, exact",
         supports=winograd_unsupported,
         dtypes=("floating",),
         workspace=_workspace(m),
         piece_ok=_piece_ok(m),
-        piece_fn=fn,
+        differentiated=conv_exact,
         exact_nonfinite=INEXACT_NONFINITE,
         backends=("cpu",),
     )
