@@ -12,7 +12,9 @@ search and the autotuner read these fields and name no algorithm.
 
 A composite is a structured pair: one algorithm's forward pass with another's
 tangents (and so, by transposition, its gradients), e.g. XLA forward with FFT
-gradients. `pair` builds it; nothing parses names.
+gradients. `pair` builds it; nothing parses names. An algorithm fast in its forward
+pass alone names instead what runs, primal and tangents, wherever the call is
+differentiated (`differentiated`, applied by `forward_only`).
 """
 
 from __future__ import annotations
