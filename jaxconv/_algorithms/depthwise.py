@@ -269,8 +269,8 @@ def flipped_fold(ct, w, p: ConvParams, dtype):
     """The input gradient of the stride-1 fold: ct (N, *O, C, 1) folded with the flipped
     kernel w (*K, 1, C, 1), padded by each edge's complement (extent - 1 - pad; negative
     crops) -> (N, *S, C, 1) in `dtype`. From one padded copy of ct, not `_split_fold`:
-    for these large kernels the copy runs as fast and compiles in about half the time
-    (docs/design.md, "Compile time")."""
+    for these large kernels the copy runs as fast and compiles faster (docs/design.md,
+    "Compile time")."""
     n_sp = len(p.pads)
     extents = [dilate_dim(k, d) for k, d in zip(w.shape[:n_sp], p.rhs_dilation)]
     pads = tuple((e - 1 - lo, e - 1 - hi) for e, (lo, hi) in zip(extents, p.pads))
