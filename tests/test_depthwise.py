@@ -120,6 +120,7 @@ def test_depthwise_blocked_kernel_gradient(
     """The kernel gradient from `blocked_fold` equals lax's, whether the blocks are
     single rows (1 byte), a few rows or images (3 KB), or the whole batch (1 MiB)."""
     monkeypatch.setattr(depthwise, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(depthwise, "WHOLE_FOLD_BYTES", 0)  # blocks even for small inputs
     jax.clear_caches()  # no trace from another block size
     f, g = _depthwise_and_lax(xs, strides, padding, lhs_dil, rhs_dil)
     x, w = random(xs, seed=60), random(ws, seed=61)
@@ -133,6 +134,38 @@ def test_depthwise_blocked_kernel_gradient(
         x64, w64 = x.astype("float64"), w.astype("float64")
         order = grad_order((xs, ws, strides, padding, lhs_dil, rhs_dil), BLOCKED_CASES)
         check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize("xs, ws, strides, padding, lhs_dil, rhs_dil", BLOCKED_CASES)
+def test_depthwise_whole_kernel_gradient(xs, ws, strides, padding, lhs_dil, rhs_dil):
+    """Small inputs take the kernel gradient from `rows_fold`, with no loop: equal to
+    lax's, in forward and reverse mode."""
+    jax.clear_caches()
+    f, g = _depthwise_and_lax(xs, strides, padding, lhs_dil, rhs_dil)
+    x, w = random(xs, seed=63), random(ws, seed=64)
+    ct = random(g(x, w).shape, seed=65)
+    grad = jax.grad(lambda w: jnp.vdot(f(x, w), ct))
+    assert_close(grad(w), jax.grad(lambda w: jnp.vdot(g(x, w), ct))(w))
+    assert _scan_lengths(grad, w) == []
+    x64, w64 = x.astype("float64"), w.astype("float64")
+    order = grad_order((xs, ws, strides, padding, lhs_dil, rhs_dil), BLOCKED_CASES)
+    check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
+    jax.clear_caches()
+
+
+def test_depthwise_whole_fold_bytes(monkeypatch):
+    """Inputs of at most `WHOLE_FOLD_BYTES` bytes fold whole, larger ones in blocks."""
+    xs, ws = (2, 12, 10, 4), (3, 3, 1, 4)
+    f, _ = _depthwise_and_lax(xs, (1, 1), "SAME", None, None)
+    x, w = random(xs, seed=66), random(ws, seed=67)
+    ct = random(xs, seed=68)
+    grad = jax.grad(lambda w: jnp.vdot(f(x, w), ct))
+    assert depthwise.WHOLE_FOLD_BYTES == 4 << 20
+    for limit, looped in ((x.nbytes, False), (x.nbytes - 1, True)):
+        monkeypatch.setattr(depthwise, "WHOLE_FOLD_BYTES", limit)
+        jax.clear_caches()
+        assert bool(_scan_lengths(grad, w)) == looped
     jax.clear_caches()
 
 
