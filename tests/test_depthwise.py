@@ -139,7 +139,7 @@ def test_depthwise_blocked_kernel_gradient(
 
 @pytest.mark.parametrize("xs, ws, strides, padding, lhs_dil, rhs_dil", BLOCKED_CASES)
 def test_depthwise_whole_kernel_gradient(xs, ws, strides, padding, lhs_dil, rhs_dil):
-    """Small inputs take the kernel gradient from `rows_fold`, with no loop: equal to
+    """Small inputs take the kernel gradient from `whole_fold`, with no loop: equal to
     lax's, in forward and reverse mode."""
     jax.clear_caches()
     f, g = _depthwise_and_lax(xs, strides, padding, lhs_dil, rhs_dil)

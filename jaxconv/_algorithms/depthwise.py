@@ -14,9 +14,9 @@ reads x itself and only the border bands see the padding, which leaves the memor
 budget to the output.
 
 The kernel gradient is one reduction per tap over the whole batch, which XLA runs from
-main memory. For inputs that fit in the cores' L2, `rows_fold` reduces the last axis
-first, which keeps both cores busy and compiles to no loop; `blocked_fold` runs larger
-ones over cache-sized blocks; large kernels take it as an FFT correlation. docs/design.md ("Depthwise") has the measurements behind
+main memory. Inputs that fit in the cores' L2 take it whole (`whole_fold`), from
+cache and with no loop to compile; `blocked_fold` runs larger ones over cache-sized
+blocks; large kernels take it as an FFT correlation. docs/design.md ("Depthwise") has the measurements behind
 each constant here.
 """
 
@@ -71,7 +71,7 @@ def _conv_depthwise(x, w, p: ConvParams, split: bool):
 
 
 FOLD_KERNEL_GRAD_MAX_TAPS = 9
-"""Stride-1 kernels up to this many taps take their gradient from a fold (`rows_fold` or
+"""Stride-1 kernels up to this many taps take their gradient from a fold (`whole_fold` or
 `blocked_fold`), larger ones as an FFT correlation."""
 
 FOLD_STRIDED_MAX_TAPS = 49
@@ -212,11 +212,11 @@ def _split_fold(x, w, p: ConvParams, pads, per_tap: bool, axis: int = 0):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def conv_depthwise_grads(x, w, p: ConvParams, split: bool = True, folded: bool = True):
-    """`depthwise_fold` with its own kernel tangent: if `folded`, `rows_fold` for inputs
+    """`depthwise_fold` with its own kernel tangent: if `folded`, `whole_fold` for inputs
     of at most `WHOLE_FOLD_BYTES`, else `blocked_fold`; if not, the FFT algorithm. Each
     is linear in the kernel, and its transpose (the kernel gradient) is what reverse mode
-    runs: per-tap reductions over the last axis first, or over cache-sized blocks, or an
-    FFT correlation, instead of per-tap reductions over the whole arrays at once. The
+    runs: per-tap reductions while the arrays stay in cache (whole or in cache-sized
+    blocks), or an FFT correlation, instead of per-tap reductions from main memory. The
     tangent in x is written so that its transpose, the input gradient, is a fold too
     (`_input_tangent`). Forward mode works: this is a custom_jvp.
     """
@@ -233,7 +233,7 @@ def _depthwise_jvp(p, split, folded, primals, tangents):
             return conv_fft(x, dw, p)
         # in the accumulation dtype, so the sums of the kernel gradient are too
         small = definitely(lambda: x.size * x.dtype.itemsize <= WHOLE_FOLD_BYTES)
-        fold = rows_fold if small else blocked_fold
+        fold = whole_fold if small else blocked_fold
         return fold(x, dw.astype(p.acc_dtype), p).astype(out.dtype)
 
     return out, bilinear_tangent(out, dx, dw, lambda dx: _input_tangent(dx, w, p), along_w)
@@ -285,41 +285,24 @@ def flipped_fold(ct, w, p: ConvParams, dtype):
 
 WHOLE_FOLD_BYTES = 4 << 20
 """Inputs up to this many bytes (both cores' L2 on the bench CPU) take their kernel
-tangent from `rows_fold` over the whole arrays, larger ones from `blocked_fold`."""
+tangent from `whole_fold`, larger ones from `blocked_fold`."""
 
 
-def rows_fold(x, w, p: ConvParams):
-    """The fold over the whole arrays, each tap's kernel broadcast first over the images
-    and every output axis but the last, then over the last. Used as the kernel tangent
-    of small inputs: its transpose, the kernel gradient, reduces each tap's products
-    over the last output axis, keeping images and rows apart for both cores, then over
-    those; it compiles to no loop. A channel multiplier of 1 is squeezed out, as in
-    `blocked_fold`.
+def whole_fold(x, w, p: ConvParams):
+    """The fold over the whole arrays, from one padded copy of x. Used as the kernel
+    tangent of small inputs: in its transpose, the kernel gradient, XLA writes out each
+    tap's window and reduces it with the cotangent in one of its fast multiply-reduce
+    fusions. While the arrays stay in cache that beats `blocked_fold`, and it compiles
+    to no loop; the window copies cost temporary memory (docs/design.md, "Depthwise").
+    A channel multiplier of 1 is squeezed out, as in `blocked_fold`.
 
     x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M) in the accumulation dtype.
     """
-    kernel = w.shape[:-3]
-    n_sp = len(kernel)
     squeeze = w.shape[-1] == 1
     if squeeze:
         x, w = x[..., 0], w[..., 0]  # (N, *S, C), (*K, 1, C)
-    trail = x.ndim - 1 - n_sp  # channel axes after the spatial ones
-    xp = _windows.pad_spatial(x, p.pads, p.lhs_dilation, 0, trail=trail)  # (N, *Sp, C[, 1])
-    out = _windows.out_spatial(xp.shape[1 : 1 + n_sp], kernel, p)
-    channels = w.shape[n_sp + 1 :]  # (C[, M])
-    lead = (x.shape[0], *out[:-1])  # (N, *O[:-1])
-    ch_axes = tuple(range(len(lead), len(lead) + len(channels)))
-    acc = None
-    for tap in _windows.taps(kernel):
-        win = _windows.strided_window(xp, tap, p.rhs_dilation, p.strides, out)  # (N, *O, C[, 1])
-        tap_w = w[tap][0].astype(p.acc_dtype)  # (C[, M])
-        rows = lax.broadcast_in_dim(tap_w, (*lead, *channels), ch_axes)  # (N, *O[:-1], C[, M])
-        full = lax.broadcast_in_dim(
-            rows, (*lead, out[-1], *channels), (*range(len(lead)), *(a + 1 for a in ch_axes))
-        )  # (N, *O, C[, M])
-        term = win.astype(p.acc_dtype) * full
-        acc = term if acc is None else acc + term
-    return acc[..., None] if squeeze else acc  # (N, *O, C, M)
+    y = _fold(x, w, p, p.pads, False)  # (N, *O, C[, M])
+    return y[..., None] if squeeze else y  # (N, *O, C, M)
 
 
 BLOCK_BYTES = 1 << 20
