@@ -145,3 +145,32 @@ def test_data_padding_that_depends_on_symbolic_sizes_is_refused():
     layer = jn.Conv(8, 4, (3, 3), strides=2, padding_mode="reflect", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"`padding_mode`='reflect' needs padding that does not"):
         exported(lambda x: layer(x), "b, h, w, 8")
+
+
+GRADIENT_KERNELS = {
+    "dense": (DENSE, (1, 1), 1),
+    "dense strided": (DENSE, (2, 2), 1),
+    "depthwise": (DW, (1, 1), 8),
+    "depthwise strided": (DW, (2, 2), 8),
+    "depthwise 13x13": (DW13, (1, 1), 8),
+    "pointwise": (PW, (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("name", list(GRADIENT_KERNELS))
+def test_conv_gradients_export_with_a_symbolic_batch(name):
+    """The gradients with respect to both operands export too: each algorithm's kernel
+    gradient (depthwise: a fold, whole under a symbolic batch) takes any batch."""
+    w, strides, groups = GRADIENT_KERNELS[name]
+
+    def grads(x, w):
+        return jax.grad(lambda x, w: jnp.sum(jnp.sin(conv(w, strides, groups)(x))), (0, 1))(x, w)
+
+    shape = export.symbolic_shape("b, 16, 16, 8")
+    program = export.export(jax.jit(grads))(
+        jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(w.shape, w.dtype)
+    )
+    for batch in (1, 3):
+        x = random((batch, 16, 16, 8), seed=6)
+        for got, want in zip(program.call(x, w), grads(x, w)):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)

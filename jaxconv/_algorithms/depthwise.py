@@ -16,8 +16,8 @@ budget to the output.
 The kernel gradient is one reduction per tap over the whole batch, which XLA runs from
 main memory. Inputs that fit in the cores' L2 take it whole (`whole_fold`), from
 cache and with no loop to compile; `blocked_fold` runs larger ones over cache-sized
-blocks; large kernels take it as an FFT correlation. docs/design.md ("Depthwise") has the measurements behind
-each constant here.
+blocks; large kernels take it as an FFT correlation. docs/design.md ("Depthwise") has
+the measurements behind each constant here.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from jax import lax
 from jaxconv._algorithms import _windows
 from jaxconv._algorithms._base import Algorithm, bilinear_tangent, no_holes
 from jaxconv._algorithms.fft import conv_fft
-from jaxconv._shapes import definitely, dilate_dim, is_symbolic
+from jaxconv._shapes import dilate_dim, is_symbolic
 from jaxconv._spec import ConvParams, Problem
 
 
@@ -231,9 +231,10 @@ def _depthwise_jvp(p, split, folded, primals, tangents):
     def along_w(dw):
         if not folded:
             return conv_fft(x, dw, p)
+        # blocks need concrete sizes: under a symbolic batch the fold runs whole
+        whole = is_symbolic(x.shape) or x.size * x.dtype.itemsize <= WHOLE_FOLD_BYTES
+        fold = whole_fold if whole else blocked_fold
         # in the accumulation dtype, so the sums of the kernel gradient are too
-        small = definitely(lambda: x.size * x.dtype.itemsize <= WHOLE_FOLD_BYTES)
-        fold = whole_fold if small else blocked_fold
         return fold(x, dw.astype(p.acc_dtype), p).astype(out.dtype)
 
     return out, bilinear_tangent(out, dx, dw, lambda dx: _input_tangent(dx, w, p), along_w)
@@ -285,7 +286,8 @@ def flipped_fold(ct, w, p: ConvParams, dtype):
 
 WHOLE_FOLD_BYTES = 4 << 20
 """Inputs up to this many bytes (both cores' L2 on the bench CPU) take their kernel
-tangent from `whole_fold`, larger ones from `blocked_fold`."""
+tangent from `whole_fold`, larger ones from `blocked_fold`; so do inputs of a symbolic
+batch, which blocks cannot cut."""
 
 
 def whole_fold(x, w, p: ConvParams):
