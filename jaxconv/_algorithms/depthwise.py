@@ -50,8 +50,8 @@ def depthwise_unsupported(problem: Problem) -> str | None:
 
 
 def conv_depthwise(x, w, p: ConvParams):
-    """The fused fold forward; the kernel gradient in cache-sized blocks
-    (`blocked_fold`) for small kernels, else as an FFT correlation.
+    """The fused fold forward; the kernel gradient as a fold (whole or in cache-sized
+    blocks) for small kernels, else as an FFT correlation.
 
     x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M).
     """
@@ -235,7 +235,12 @@ def _depthwise_jvp(p, split, folded, primals, tangents):
         whole = is_symbolic(x.shape) or x.size * x.dtype.itemsize <= WHOLE_FOLD_BYTES
         fold = whole_fold if whole else blocked_fold
         # in the accumulation dtype, so the sums of the kernel gradient are too
-        return fold(x, dw.astype(p.acc_dtype), p).astype(out.dtype)
+        xs, ws = x, dw.astype(p.acc_dtype)
+        squeeze = ws.shape[-1] == 1  # a trailing unit axis slows XLA's CPU reductions
+        if squeeze:
+            xs, ws = xs[..., 0], ws[..., 0]  # (N, *S, C), (*K, 1, C)
+        y = fold(xs, ws, p)  # (N, *O, C[, M])
+        return (y[..., None] if squeeze else y).astype(out.dtype)  # (N, *O, C, M)
 
     return out, bilinear_tangent(out, dx, dw, lambda dx: _input_tangent(dx, w, p), along_w)
 
@@ -296,15 +301,11 @@ def whole_fold(x, w, p: ConvParams):
     tap's window and reduces it with the cotangent in one of its fast multiply-reduce
     fusions. While the arrays stay in cache that beats `blocked_fold`, and it compiles
     to no loop; the window copies cost temporary memory (docs/design.md, "Depthwise").
-    A channel multiplier of 1 is squeezed out, as in `blocked_fold`.
 
-    x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M) in the accumulation dtype.
+    x: (N, *S, C[, 1]), w: (*K, 1, C[, M]) (a multiplier of 1 squeezed out of both, or
+    of neither) -> (N, *O, C[, M]) in the accumulation dtype.
     """
-    squeeze = w.shape[-1] == 1
-    if squeeze:
-        x, w = x[..., 0], w[..., 0]  # (N, *S, C), (*K, 1, C)
-    y = _fold(x, w, p, p.pads, False)  # (N, *O, C[, M])
-    return y[..., None] if squeeze else y  # (N, *O, C, M)
+    return _fold(x, w, p, p.pads, False)
 
 
 BLOCK_BYTES = 1 << 20
@@ -316,21 +317,18 @@ def blocked_fold(x, w, p: ConvParams):
     """The fold as a map over blocks of images and output rows of about `BLOCK_BYTES`,
     each recomputed under `jax.checkpoint`. Used as the kernel tangent: its transpose,
     the kernel gradient, then reduces each block's taps while the block is in cache.
-    Without the checkpoint, reverse mode would save every block's windows. A channel
-    multiplier of 1 is squeezed out: a trailing unit axis slows XLA's CPU reductions.
+    Without the checkpoint, reverse mode would save every block's windows.
 
-    x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M) in the accumulation dtype.
+    x: (N, *S, C[, 1]), w: (*K, 1, C[, M]) (a multiplier of 1 squeezed out of both, or
+    of neither) -> (N, *O, C[, M]) in the accumulation dtype.
     """
-    kernel = w.shape[:-3]
-    squeeze = w.shape[-1] == 1
-    if squeeze:
-        x, w = x[..., 0], w[..., 0]  # (N, *S, C), (*K, 1, C)
+    kernel = w.shape[: len(p.pads)]
     trail = x.ndim - 1 - len(kernel)  # channel axes after the spatial ones
     xp = _windows.pad_spatial(x, p.pads, p.lhs_dilation, 0, trail=trail)  # (N, *Sp, C[, 1])
     out = _windows.out_spatial(xp.shape[1 : 1 + len(kernel)], kernel, p)
     n, stride = x.shape[0], p.strides[0]
     extent = dilate_dim(kernel[0], p.rhs_dilation[0])
-    channels = x.shape[-1:] if squeeze else w.shape[-2:]
+    channels = w.shape[len(kernel) + 1 :]  # the output's (C[, M])
     batch, rows = fold_blocks(xp.shape, out, extent, stride, channels, w.dtype.itemsize)
     n_batch, n_rows = n // batch, -(-out[0] // rows)
     span = (rows - 1) * stride + extent
@@ -349,8 +347,7 @@ def blocked_fold(x, w, p: ConvParams):
     rest = ys.shape[3:]
     ys = ys.reshape(n_batch, n_rows, batch, rows, *rest)  # (nb, nr, B, rows, *O', C[, M])
     ys = ys.swapaxes(1, 2).reshape(n, n_rows * rows, *rest)  # (N, nr*rows, *O', C[, M])
-    ys = ys[:, : out[0]]  # (N, *O, C[, M])
-    return ys[..., None] if squeeze else ys  # (N, *O, C, M)
+    return ys[:, : out[0]]  # (N, *O, C[, M])
 
 
 def _extend(ndim: int, extra: int):
