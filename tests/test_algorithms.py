@@ -14,7 +14,7 @@ from jax.test_util import check_grads
 import jaxconv
 from jaxconv._algorithms import REGISTRY
 from tests import reference
-from tests.util import FULL, assert_close, both, grad_order, random, supported
+from tests.util import FULL, assert_close, both, equations, grad_order, random, supported
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 NDHWC = ("NDHWC", "DHWIO", "NDHWC")
@@ -268,6 +268,49 @@ def test_gradients(algorithm, case):
     want = jax.grad(loss(lambda x, w: lax.conv_general_dilated(x, w, *args)), argnums=(0, 1))(x, w)
     for g, h in zip(got, want):
         assert_close(g, h)
+
+
+IM2COL_CASES = [  # (x, w, strides, padding, rhs_dilation, layout, groups)
+    ((2, 9, 4), (3, 4, 3), (2,), "SAME", (1,), ("NWC", "WIO", "NWC"), 1),
+    ((1, 7, 8, 4), (3, 2, 2, 6), (2, 1), ((1, 0), (2, 1)), (1, 2), NHWC, 2),
+    ((1, 4, 5, 5, 2), (2, 3, 2, 2, 3), (1, 2, 1), "VALID", (2, 1, 1), NDHWC, 1),
+]
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "xla/im2col"])
+@pytest.mark.parametrize("case", IM2COL_CASES, ids=["1d", "2d", "3d"])
+def test_im2col_kernel_gradient_gathers_its_patches(algorithm, case):
+    """The kernel tangent's patch matrix is one gather (one kernel to compile), the
+    input tangent's the per-tap slices (no scatter in its transpose); both
+    gradients match lax's, in 1-D, 2-D and 3-D, with strides, dilation and groups."""
+    xs, ws, strides, padding, dil, dn, groups = case
+    x, w = random(xs, "float64", seed=23), random(ws, "float64", seed=24)
+    args = (strides, padding, None, dil, dn, groups)
+
+    def f(x, w):
+        return jaxconv.conv_general_dilated(x, w, *args, algorithm=algorithm)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
+
+    def g(x, w):
+        return lax.conv_general_dilated(x, w, *args, precision="highest")
+
+    want = jax.grad(loss(g), (0, 1))(x, w)
+    for argnum in (0, 1):
+        grad = jax.grad(loss(f), argnum)
+        assert_close(grad(x, w), want[argnum])
+        gathers = equations(grad, x, w, primitive="gather")
+        # the input gradient pads the slices back; only a named im2col's forward pass
+        # concatenates them (the gather's index table is integer)
+        concatenates = [
+            eqn
+            for eqn in equations(grad, x, w, primitive="concatenate")
+            if eqn.outvars[0].aval.dtype == x.dtype
+        ]
+        assert (len(gathers), len(concatenates)) == (argnum, int(algorithm == "im2col")), argnum
+        assert not equations(grad, x, w, primitive="scatter-add")
+    check_grads(f, (x, w), order=1, modes=("fwd", "rev"))
 
 
 # A kernel shape and group count that each algorithm runs: (HWIO, groups) for 3 channels.

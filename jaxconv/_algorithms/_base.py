@@ -85,6 +85,9 @@ class Algorithm:
         None: `fn`.
       tangent_fn: the same function free of custom derivative rules, which another
         algorithm's tangents can run (JAX transposes it); None: `fn`.
+      kernel_tangent_fn: the same, run for the tangent along the kernel (x, dw), where
+        a form that transposes more cheaply with respect to the kernel exists; None:
+        `tangent_fn`.
       differentiated: for an algorithm that is fast in the forward pass alone, the
         canonical function that runs instead, its primal and its tangents, wherever
         the call is differentiated (`forward_only`); None: `fn` always.
@@ -104,6 +107,7 @@ class Algorithm:
     piece_ok: Callable[[Problem, str, int], bool] = _any_piece
     piece_fn: Callable | None = None
     tangent_fn: Callable | None = None
+    kernel_tangent_fn: Callable | None = None
     differentiated: Callable | None = None
     exact_nonfinite: Callable[[Problem], bool] = _exact
     backends: tuple[str, ...] = ALL_BACKENDS
@@ -145,14 +149,18 @@ def bilinear_tangent(out, dx, dw, along_x, along_w):
     return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
-def with_tangents(primal: Callable, tangent: Callable, name: str) -> Callable:
-    """A canonical conv that runs `primal` forward and `tangent` for every tangent.
+def with_tangents(
+    primal: Callable, tangent: Callable, name: str, kernel_tangent: Callable | None = None
+) -> Callable:
+    """A canonical conv that runs `primal` forward and `tangent` for every tangent
+    (`kernel_tangent`, if given, for the one along the kernel).
 
-    A convolution is bilinear, so its JVP is tangent(dx, w) + tangent(x, dw); under
-    reverse mode JAX transposes those, so the backward pass costs what `tangent`'s
+    A convolution is bilinear, so its JVP is tangent(dx, w) + kernel_tangent(x, dw);
+    under reverse mode JAX transposes those, so the backward pass costs what their
     transposes cost. Forward mode still works: it is a custom_jvp with a linear rule,
     not a custom_vjp.
     """
+    kernel_tangent = kernel_tangent or tangent
 
     @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
     def conv(x, w, p: ConvParams):
@@ -163,7 +171,7 @@ def with_tangents(primal: Callable, tangent: Callable, name: str) -> Callable:
         (x, w), (dx, dw) = primals, tangents
         out = conv(x, w, p)
         tan = bilinear_tangent(
-            out, dx, dw, lambda dx: tangent(dx, w, p), lambda dw: tangent(x, dw, p)
+            out, dx, dw, lambda dx: tangent(dx, w, p), lambda dw: kernel_tangent(x, dw, p)
         )
         return out, tan
 
@@ -197,13 +205,14 @@ def pair(forward: Algorithm, tangents: Algorithm, summary: str) -> Algorithm:
     pieces are the forward's (pieces cut only the forward pass); its non-finite values
     are exact where both parts' are."""
     name = f"{forward.name}/{tangents.name}"
+    tangent = tangents.tangent_fn or tangents.fn
 
     def supports(problem: Problem) -> str | None:
         return forward.why_not(problem) or tangents.why_not(problem)
 
     return Algorithm(
         name=name,
-        fn=with_tangents(forward.fn, tangents.tangent_fn or tangents.fn, name.replace("/", "_")),
+        fn=with_tangents(forward.fn, tangent, name.replace("/", "_"), tangents.kernel_tangent_fn),
         summary=summary,
         supports=supports,
         dtypes=tuple(k for k in forward.dtypes if k in tangents.dtypes),

@@ -10,6 +10,13 @@ channels: the last stages of a ResNet), that copy is cheap, and the gradients ar
 GEMMs as well: the kernel gradient patches^T @ cotangent, the input gradient
 cotangent @ w^T scattered back over the taps. XLA's own gradients of such layers run
 far below the matmul peak on CPU (docs/design.md, "The auto rule").
+
+The forward pass and the input tangent build the patch matrix from one strided slice
+per tap: that is the fastest to run, and its transpose (each tap's slice of the
+cotangent padded back into place) is one fusion. The kernel tangent's patch matrix
+is the backward pass's saved residual; it is built as one gather instead, because
+XLA:CPU compiles each tap's slice as a kernel of its own (docs/design.md, "Compile
+time").
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxconv._algorithms._base import Algorithm, no_holes
+from jaxconv._algorithms._base import Algorithm, no_holes, with_tangents
 from jaxconv._algorithms._windows import (
     grouped_dot,
     out_spatial,
@@ -27,19 +35,62 @@ from jaxconv._algorithms._windows import (
     strided_window,
     taps,
 )
+from jaxconv._shapes import is_symbolic
 from jaxconv._spec import ConvParams, Problem
 
 
-def conv_im2col(x, w, p: ConvParams):
-    """x: (N, *S, G, Ig), w: (*K, Ig, G, Og) -> (N, *O, G, Og)."""
+def sliced_patches(xp, kernel, p: ConvParams, out):
+    """The patch matrix of a padded input, one strided slice per tap, concatenated:
+    xp (N, *Sp, G, Ig) -> (N, *O, G, T*Ig), tap-major."""
+    windows = [strided_window(xp, tap, p.rhs_dilation, p.strides, out) for tap in taps(kernel)]
+    return jnp.concatenate(windows, axis=-1)  # (N, *O, G, T*Ig)
+
+
+def gathered_patches(xp, kernel, p: ConvParams, out):
+    """`sliced_patches` as one gather: xp (N, *Sp, G, Ig) -> (N, *O, G, T*Ig).
+
+    Spatial axis i is indexed by o * stride + k * dilation, an (O_i, K_i) table
+    broadcast to (*O, *K); a symbolic size leaves the slices.
+    """
+    if is_symbolic(out, xp.shape[1:-2]):
+        return sliced_patches(xp, kernel, p, out)
+    nd = len(kernel)
+    index = []
+    for i, (o, k, s, d) in enumerate(zip(out, kernel, p.strides, p.rhs_dilation)):
+        shape = [1] * (2 * nd)
+        shape[i], shape[nd + i] = o, k
+        table = np.arange(o)[:, None] * s + np.arange(k)[None, :] * d  # (O_i, K_i)
+        index.append(table.reshape(shape))
+    patches = xp[(slice(None), *index)]  # (N, *O, *K, G, Ig)
+    patches = jnp.moveaxis(patches, -2, 1 + nd)  # (N, *O, G, *K, Ig)
+    return patches.reshape(*patches.shape[: 2 + nd], -1)  # (N, *O, G, T*Ig)
+
+
+def _patch_gemm(patch_fn, x, w, p: ConvParams):
+    """x: (N, *S, G, Ig), w: (*K, Ig, G, Og) -> (N, *O, G, Og), patches by `patch_fn`."""
     with jax.named_scope("jaxconv.im2col"):
         xp = padded_input(x, p)  # (N, *Sp, G, Ig)
         kernel = w.shape[:-3]
-        out = out_spatial(xp.shape[1:-2], kernel, p)
-        windows = [strided_window(xp, tap, p.rhs_dilation, p.strides, out) for tap in taps(kernel)]
-        patches = jnp.concatenate(windows, axis=-1)  # (N, *O, G, T*Ig), tap-major
+        patches = patch_fn(xp, kernel, p, out_spatial(xp.shape[1:-2], kernel, p))
         wm = w.reshape(-1, *w.shape[-2:])  # (T*Ig, G, Og), tap-major
         return grouped_dot(patches, wm, p, p.acc_dtype).astype(p.out_dtype)
+
+
+def im2col_terms(x, w, p: ConvParams):
+    """The patch GEMM with sliced patches, free of custom rules: the forward pass, and
+    the input tangent (dx, w), whose transpose pads each tap's slice back."""
+    return _patch_gemm(sliced_patches, x, w, p)
+
+
+def im2col_kernel_terms(x, dw, p: ConvParams):
+    """The kernel tangent (x, dw): the same GEMM over gathered patches, which compile
+    as one kernel; its transpose is patches^T @ cotangent."""
+    return _patch_gemm(gathered_patches, x, dw, p)
+
+
+conv_im2col = with_tangents(im2col_terms, im2col_terms, "conv_im2col", im2col_kernel_terms)
+conv_im2col.__doc__ = """x: (N, *S, G, Ig), w: (*K, Ig, G, Og) -> (N, *O, G, Og): the patch GEMM,
+with `im2col_kernel_terms` as its kernel tangent (a custom_jvp: forward mode works)."""
 
 
 def patch_bytes(problem: Problem) -> int:
@@ -59,6 +110,8 @@ ALGORITHM = Algorithm(
     name="im2col",
     fn=conv_im2col,
     summary="windows gathered into a patch matrix, one GEMM (Chellapilla et al. 2006)",
+    tangent_fn=im2col_terms,
+    kernel_tangent_fn=im2col_kernel_terms,
     workspace=im2col_workspace,
     piece_axes=("batch", "rows"),
     exact_nonfinite=no_holes,
