@@ -24,7 +24,7 @@ from jaxconv._algorithms.im2col import patch_bytes
 from jaxconv._algorithms.winograd import TILE, winograd_tiles
 from jaxconv._pieces import WHOLE, Pieces, fit, within_budget
 from jaxconv._settings import exact_nonfinite_active, memory_budget
-from jaxconv._shapes import definitely, is_symbolic
+from jaxconv._shapes import definitely, is_symbolic, phases_stack
 from jaxconv._spec import Problem, TransposeSpec
 
 ALGORITHMS = ("auto", *REGISTRY)
@@ -368,10 +368,11 @@ def auto_transpose(spec: TransposeSpec) -> str:
     `exact_nonfinite`, and for symbolic spatial sizes, "dilated" too: the phases skip
     the products of inserted zeros with the kernel, which lax computes (0 * inf is NaN
     there), and need concrete sizes.
-    On CPU: "subpixel" where every phase has one shape (kernel a multiple of the
-    stride: DCGAN 4x4/2, U-Net 2x2/2), the output has 1M+ elements and the phases'
-    outputs fit the memory budget; else "xla/subpixel": lax's forward, which holds no
-    workspace, and the phases' gradients. On GPU: "xla/subpixel" from 3M output
+    On CPU: "subpixel" where the phases' outputs fit the memory budget and either
+    the phases stack into one conv (`_shapes.phases_stack`: U-Net's 2x2/2) or every
+    phase has one shape (kernel a multiple of the stride: DCGAN 4x4/2) and the output
+    has 1M+ elements; else "xla/subpixel": lax's forward, which holds no workspace,
+    and the phases' gradients. On GPU: "xla/subpixel" from 3M output
     elements, else "xla". Elsewhere "xla".
     """
     strided = any(s > 1 for s in spec.strides)
@@ -386,7 +387,15 @@ def auto_transpose(spec: TransposeSpec) -> str:
         d == 1 and k % s == 0 for k, s, d in zip(spec.kernel, spec.strides, spec.rhs_dilation)
     )
     large = definitely(lambda: outputs >= CPU_SUBPIXEL_MIN_OUTPUT)
-    if even and large and _subpixel_fits(spec):
+    stacked = phases_stack(
+        spec.kernel,
+        spec.strides,
+        spec.rhs_dilation,
+        spec.pads,
+        spec.problem.out_spatial,
+        spec.groups,
+    )
+    if (stacked or (even and large)) and _subpixel_fits(spec):
         return "subpixel"
     return "xla/subpixel"
 

@@ -290,6 +290,32 @@ def transpose_pads(kernel, strides, padding, use_consistent_padding: bool, op: s
     return tuple(pads)
 
 
+def phases_stack(kernel, strides, rhs_dilation, pads, out_spatial, groups: int) -> bool:
+    """Whether every output phase of a transposed conv (o = s*q + r) is the same
+    stride-1 conv but for its sub-kernel, so that the phases can run as one.
+
+    Phase r meets the taps k with r + k*d - lo = 0 (mod s); its input offset is
+    (r + k0_r*d - lo) / s for its first tap k0_r. The offsets are equal only if
+    r + k0_r*d is the same for every r: dilation 1 and k0_r = s - 1 - r, that is
+    lo = s - 1 (mod s). The tap counts are equal where the kernel is a multiple of the
+    stride, the lengths where the output is (and not empty), and a stacked kernel needs
+    one group.
+    `pads` are those of the lhs-dilated conv (`transpose_pads`).
+
+    Example:
+      >>> phases_stack((2, 2), (2, 2), (1, 1), ((1, 1), (1, 1)), (8, 8), 1)
+      True
+      >>> phases_stack((3, 3), (2, 2), (1, 1), ((2, 1), (2, 1)), (8, 8), 1)
+      False
+    """
+    if groups != 1 or all(s == 1 for s in strides):
+        return False
+    return all(
+        d == 1 and k % s == 0 and lo % s == s - 1 and o % s == 0 and o > 0
+        for k, s, d, (lo, _), o in zip(kernel, strides, rhs_dilation, pads, out_spatial)
+    )
+
+
 def flatten_batch(x, n_spatial: int, op: str):
     """(*batch, *S, C) -> (N, *S, C) and the batch shape to restore; an unbatched
     (*S, C) gets a batch of one and the batch shape `()`.

@@ -11,7 +11,11 @@ subpixel phases for every tangent, so its gradients are the phases' transposes
 (strided convs without the zeros) while the forward is exactly lax's.
 
 The phases are planned here, as parts of one transposed convolution: each is a
-`Problem` whose algorithm the convolution rule picks, run by `_conv.execute`.
+`Problem` whose algorithm the convolution rule picks, run by `_conv.execute`. Where
+every phase is the same convolution but for its sub-kernel (the kernel a multiple of
+the stride, padding that treats the phases alike, one group), the phases run as one:
+their sub-kernels stacked along the output channels, so a 2x2/2 upsampling is one GEMM
+and an interleave (the pixel shuffle of Shi et al. 2016).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from jaxconv._algorithms._base import with_tangents
 from jaxconv._conv import execute
 from jaxconv._layout import transpose
 from jaxconv._select import XLA, Choice, conv_choice, record, transpose_choice
-from jaxconv._shapes import is_symbolic
+from jaxconv._shapes import is_symbolic, phases_stack
 from jaxconv._spec import (
     ConvSpec,
     TransposeSpec,
@@ -57,7 +61,8 @@ class TransposePlan:
 
     `dilated` is the convolution of the stride-dilated input, `choice` how it runs;
     `phases` (subpixel, xla/subpixel) hold one entry per output phase, None for a
-    phase no tap meets; `q_max` the longest phase per spatial dim."""
+    phase no tap meets; `q_max` the longest phase per spatial dim; `stacked`, where
+    the phases share one shape, the one conv they run as (`_stack`)."""
 
     spec: TransposeSpec
     algorithm: str
@@ -65,11 +70,14 @@ class TransposePlan:
     choice: Choice
     phases: tuple[Phase | None, ...] = ()
     q_max: tuple[int, ...] = ()
+    stacked: Phase | None = None
 
     @property
     def parts(self) -> tuple:
         if self.algorithm in ("dilated", "xla"):
             return ((self.choice.algorithm, self.choice.pieces),)
+        if self.stacked is not None:
+            return ((self.stacked.choice.algorithm, self.stacked.choice.pieces),)
         return tuple((p.choice.algorithm, p.choice.pieces) for p in self.phases if p is not None)
 
 
@@ -136,13 +144,30 @@ def _phases(spec: TransposeSpec):
     return tuple(result), q_max
 
 
+def _stack(phases, spec: TransposeSpec) -> Phase | None:
+    """The one conv that runs every phase where they are the same conv but for their
+    sub-kernels (`_shapes.phases_stack`): those stacked along the output channels,
+    (*K_r, I, 1, P*O) in row-major order of the phase index (`_stacked_kernel`). Else
+    None."""
+    problem = spec.problem
+    if not phases_stack(
+        spec.kernel, spec.strides, spec.rhs_dilation, spec.pads, problem.out_spatial, spec.groups
+    ):
+        return None
+    first = phases[0].spec.problem
+    *kernel, ig, groups, og = first.w_shape
+    stacked = dataclasses.replace(first, w_shape=(*kernel, ig, groups, len(phases) * og))
+    return Phase((), channels_last_spec(stacked), conv_choice("auto", stacked, "conv_transpose"))
+
+
 def plan_transpose(spec: TransposeSpec, algorithm: str) -> TransposePlan:
-    """The phases (for "subpixel" and "xla/subpixel") and the dilated conv's choice."""
+    """The phases (for "subpixel" and "xla/subpixel"), the one conv they run as where
+    they stack, and the dilated conv's choice."""
     dilated = channels_last_spec(spec.problem)
     choice = XLA if algorithm != "dilated" else conv_choice("auto", spec.problem, "conv_transpose")
     if algorithm in ("subpixel", "xla/subpixel") and any(s > 1 for s in spec.strides):
         phases, q_max = _phases(spec)
-        return TransposePlan(spec, algorithm, dilated, choice, phases, q_max)
+        return TransposePlan(spec, algorithm, dilated, choice, phases, q_max, _stack(phases, spec))
     if algorithm in ("subpixel", "xla/subpixel"):  # stride 1: one phase, the conv itself
         return TransposePlan(
             spec, "dilated", dilated, conv_choice("auto", spec.problem, "conv_transpose")
@@ -150,9 +175,39 @@ def plan_transpose(spec: TransposeSpec, algorithm: str) -> TransposePlan:
     return TransposePlan(spec, algorithm, dilated, choice)
 
 
+def _stacked_kernel(w, plan: TransposePlan):
+    """Every phase's sub-kernel, stacked along the output channels: w (*K, I, O) ->
+    (*K_r, I, P*O), phase-major. Where the phases stack, phase r takes the taps
+    s - 1 - r + j*s (`_shapes.phases_stack`): each kernel dim split into (K_r, s) with
+    its phase axis reversed, whose transposes are as cheap (no gather, no scatter)."""
+    n, strides = len(plan.spec.strides), plan.spec.strides
+    kernel = plan.stacked.spec.problem.kernel  # K_r
+    split = w.reshape(*(a for k, s in zip(kernel, strides) for a in (k, s)), *w.shape[-2:])
+    split = lax.rev(split, tuple(range(1, 2 * n, 2)))  # (K_r1, s_1, .., K_rn, s_n, I, O)
+    perm = [*range(0, 2 * n, 2), 2 * n, *range(1, 2 * n, 2), 2 * n + 1]
+    stacked = split.transpose(perm)  # (*K_r, I, *s, O)
+    return stacked.reshape(*kernel, w.shape[-2], -1)  # (*K_r, I, P*O)
+
+
+def _stacked_subpixel(x, w, plan: TransposePlan):
+    """Every phase as one conv (`_stack`), then interleaved; x (N, *S, C),
+    w (*K, I, O) -> (N, *Qmax*s, O) (every phase is q_max long)."""
+    spec, n = plan.spec, len(plan.spec.strides)
+    stacked = _stacked_kernel(w, plan)  # (*K_r, I, P*O)
+    y = execute(x, stacked, plan.stacked.spec, plan.stacked.choice)  # (N, *Q, P*O)
+    y = y.reshape(*y.shape[:-1], *spec.strides, w.shape[-1])  # (N, *Q, *s, O)
+    interleaved = [0, *(a for i in range(n) for a in (1 + i, 1 + n + i)), 2 * n + 1]
+    y = y.transpose(interleaved)  # (N, Q_1, s_1, .., Q_n, s_n, O)
+    return y.reshape(y.shape[0], *(q * s for q, s in zip(plan.q_max, spec.strides)), -1)
+
+
 def _subpixel(x, w, plan: TransposePlan):
     """Phase-decomposed transposed convolution; x (N, *S, C), w (*K, I, O) -> (N, *Out, O)."""
     spec = plan.spec
+    out = spec.problem.out_spatial
+    if plan.stacked is not None:
+        y = _stacked_subpixel(x, w, plan)  # (N, *Qmax*s, O)
+        return y[(slice(None), *(slice(0, o) for o in out), slice(None))]  # (N, *Out, O)
     n = len(spec.strides)
     out_dtype = spec.problem.params.out_dtype
     phases = iter(plan.phases)
@@ -175,7 +230,6 @@ def _subpixel(x, w, plan: TransposePlan):
         return y.reshape(shape)  # (N, .., Qmax_d*s_d, .., O)
 
     y = build(0)
-    out = spec.problem.out_spatial
     return y[(slice(None), *(slice(0, o) for o in out), slice(None))]  # (N, *Out, O)
 
 

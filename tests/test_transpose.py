@@ -1,6 +1,9 @@
 """conv_transpose: parity with lax.conv_transpose, the adjoint of conv (groups and
 output_padding, PyTorch's rule), transforms and errors."""
 
+import itertools
+import math
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -8,6 +11,8 @@ from jax import lax
 from jax.test_util import check_grads
 
 import jaxconv
+from jaxconv import _shapes, _transpose
+from jaxconv._spec import transpose_spec
 from tests.util import assert_close, random
 
 ALGOS = list(jaxconv.TRANSPOSE_ALGORITHMS)
@@ -224,3 +229,84 @@ def test_one_record_per_call_with_its_phases():
     (entry,) = log
     assert entry.op == "conv_transpose" and entry.algorithm == "subpixel"
     assert len(entry.parts) == 4 and {name for name, _ in entry.parts} <= set(jaxconv.ALGORITHMS)
+
+
+STACKED_CASES = [
+    # (lhs, rhs, strides, padding, rhs_dilation, layout, stacked)
+    ((2, 4, 5, 3), (2, 2, 3, 4), (2, 2), "SAME", None, None, True),  # U-Net's 2x2/2
+    ((1, 4, 5, 3), (4, 2, 3, 4), (2, 2), "VALID", None, None, True),  # 2 taps a phase
+    ((2, 3, 4, 2, 3), (2, 2, 2, 3, 2), (2, 2, 2), "SAME", None, None, True),  # 3-D
+    ((2, 7, 3), (6, 3, 4), (3,), "VALID", None, ("NWC", "WIO", "NWC"), True),
+    ((2, 7, 3), (4, 3, 4), (2,), ((1, 1),), None, ("NWC", "WIO", "NWC"), True),
+    ((2, 7, 3), (4, 3, 4), (2,), ((2, 1),), None, ("NWC", "WIO", "NWC"), False),  # offsets
+    ((2, 7, 3), (3, 3, 4), (2,), "SAME", None, ("NWC", "WIO", "NWC"), False),  # 2 and 1 taps
+    ((2, 7, 3), (4, 3, 4), (2,), "VALID", (3,), ("NWC", "WIO", "NWC"), False),  # dilation
+]
+
+
+@pytest.mark.parametrize("algorithm", ["subpixel", "xla/subpixel"])
+@pytest.mark.parametrize("case", STACKED_CASES, ids=range(len(STACKED_CASES)))
+def test_phases_of_one_shape_run_as_one_conv(algorithm, case):
+    """Phases that differ only by their sub-kernel run as one conv over the stacked
+    sub-kernels (one part, stacked with no gather or scatter); others one conv each.
+    Values and gradients are lax's either way."""
+    xs, ws, strides, padding, dil, dn, stacked = case
+    x, w = random(xs, "float64", seed=31), random(ws, "float64", seed=32)
+    args = (strides, padding, dil, dn)
+
+    def f(x, w):
+        return jaxconv.conv_transpose(x, w, *args, algorithm=algorithm)
+
+    def g(x, w):
+        return lax.conv_transpose(x, w, *args, precision="highest")
+
+    with jaxconv.record_choices() as log:
+        assert_close(f(x, w), g(x, w))
+    phases = math.prod(strides)
+    assert len(log[0].parts) == (1 if stacked else phases), log[0].parts
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
+
+    grad = jax.grad(loss(f), (0, 1))
+    for a, b in zip(grad(x, w), jax.grad(loss(g), (0, 1))(x, w)):
+        assert_close(a, b)
+    jaxpr = str(jax.make_jaxpr(grad)(x, w))
+    assert "gather" not in jaxpr and "scatter" not in jaxpr
+    check_grads(f, (x, w), order=1, modes=("fwd", "rev"))
+
+
+def test_phases_stack_exactly_where_the_planned_phases_are_one_conv():
+    """`_shapes.phases_stack`, pure integers, against the planner over a grid of 1-D
+    transposed convs: true exactly where every planned phase exists and is the same
+    conv problem, with one group."""
+    seen = set()
+    grid = itertools.product(
+        range(1, 6), range(1, 7), (2, 3), (1, 2), range(5), range(3), (0, 1), (1, 2)
+    )
+    for size, k, s, d, lo, hi, out_pad, groups in grid:
+        lhs = jax.ShapeDtypeStruct((1, size, 2 * groups), "float32")
+        rhs = jax.ShapeDtypeStruct((k, 2, 3 * groups), "float32")
+        try:
+            spec = transpose_spec(
+                lhs, rhs, (s,), ((lo, hi),), (d,), ("NWC", "WIO", "NWC"), False,
+                None, None, False, (out_pad,), groups, "conv_transpose",
+            )  # fmt: skip
+        except ValueError:  # an empty output
+            continue
+        if spec.problem.out_spatial[0] <= 0:
+            continue
+        phases, _ = _transpose._phases(spec)
+        one = all(p is not None for p in phases) and len({p.spec.problem for p in phases}) == 1
+        want = one and groups == 1
+        got = _shapes.phases_stack(
+            spec.kernel,
+            spec.strides,
+            spec.rhs_dilation,
+            spec.pads,
+            spec.problem.out_spatial,
+            groups,
+        )
+        assert got == want, (size, k, s, d, lo, hi, out_pad, groups)
+        seen.add(want)
+    assert seen == {True, False}
