@@ -24,7 +24,7 @@ from jaxconv._algorithms.im2col import patch_bytes
 from jaxconv._algorithms.winograd import TILE, winograd_tiles
 from jaxconv._pieces import WHOLE, Pieces, fit, within_budget
 from jaxconv._settings import exact_nonfinite_active, memory_budget
-from jaxconv._shapes import definitely, is_symbolic, phases_stack
+from jaxconv._shapes import definitely, is_symbolic
 from jaxconv._spec import Problem, TransposeSpec
 
 ALGORITHMS = ("auto", *REGISTRY)
@@ -369,7 +369,7 @@ def auto_transpose(spec: TransposeSpec) -> str:
     the products of inserted zeros with the kernel, which lax computes (0 * inf is NaN
     there), and need concrete sizes.
     On CPU: "subpixel" where the phases' outputs fit the memory budget and either
-    the phases stack into one conv (`_shapes.phases_stack`: U-Net's 2x2/2) or every
+    the phases stack into one conv (`TransposeSpec.phases_stack`: U-Net's 2x2/2) or every
     phase has one shape (kernel a multiple of the stride: DCGAN 4x4/2) and the output
     has 1M+ elements; else "xla/subpixel": lax's forward, which holds no workspace,
     and the phases' gradients. On GPU: "xla/subpixel" from 3M output
@@ -387,15 +387,7 @@ def auto_transpose(spec: TransposeSpec) -> str:
         d == 1 and k % s == 0 for k, s, d in zip(spec.kernel, spec.strides, spec.rhs_dilation)
     )
     large = definitely(lambda: outputs >= CPU_SUBPIXEL_MIN_OUTPUT)
-    stacked = phases_stack(
-        spec.kernel,
-        spec.strides,
-        spec.rhs_dilation,
-        spec.pads,
-        spec.problem.out_spatial,
-        spec.groups,
-    )
-    if (stacked or (even and large)) and _subpixel_fits(spec):
+    if (spec.phases_stack or (even and large)) and _subpixel_fits(spec):
         return "subpixel"
     return "xla/subpixel"
 

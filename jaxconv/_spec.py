@@ -25,6 +25,7 @@ from jaxconv._shapes import (
     dilate_dim,
     int_tuple,
     is_symbolic,
+    phases_stack,
     resolve_padding,
     transpose_pads,
     window_output_shape,
@@ -158,6 +159,18 @@ class TransposeSpec:
     @property
     def out_elements(self):
         return self.problem.out_elements
+
+    @property
+    def phases_stack(self) -> bool:
+        """Whether its output phases run as one conv (`_shapes.phases_stack`)."""
+        return phases_stack(
+            self.kernel,
+            self.strides,
+            self.rhs_dilation,
+            self.pads,
+            self.problem.out_spatial,
+            self.groups,
+        )
 
 
 def dtype_kind(dtype) -> str | None:

@@ -34,7 +34,7 @@ from jaxconv._algorithms._base import with_tangents
 from jaxconv._conv import execute
 from jaxconv._layout import transpose
 from jaxconv._select import XLA, Choice, conv_choice, record, transpose_choice
-from jaxconv._shapes import is_symbolic, phases_stack
+from jaxconv._shapes import is_symbolic
 from jaxconv._spec import (
     ConvSpec,
     TransposeSpec,
@@ -149,10 +149,7 @@ def _stack(phases, spec: TransposeSpec) -> Phase | None:
     sub-kernels (`_shapes.phases_stack`): those stacked along the output channels,
     (*K_r, I, 1, P*O) in row-major order of the phase index (`_stacked_kernel`). Else
     None."""
-    problem = spec.problem
-    if not phases_stack(
-        spec.kernel, spec.strides, spec.rhs_dilation, spec.pads, problem.out_spatial, spec.groups
-    ):
+    if not spec.phases_stack:
         return None
     first = phases[0].spec.problem
     *kernel, ig, groups, og = first.w_shape

@@ -11,7 +11,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 import jaxconv
-from jaxconv import _shapes, _transpose
+from jaxconv import _transpose
 from jaxconv._spec import transpose_spec
 from tests.util import assert_close, random
 
@@ -277,8 +277,8 @@ def test_phases_of_one_shape_run_as_one_conv(algorithm, case):
 
 
 def test_phases_stack_exactly_where_the_planned_phases_are_one_conv():
-    """`_shapes.phases_stack`, pure integers, against the planner over a grid of 1-D
-    transposed convs: true exactly where every planned phase exists and is the same
+    """`TransposeSpec.phases_stack` (`_shapes.phases_stack`, pure integers) against the
+    planner over a grid of 1-D transposed convs: true exactly where every planned phase exists and is the same
     conv problem, with one group."""
     seen = set()
     grid = itertools.product(
@@ -299,14 +299,6 @@ def test_phases_stack_exactly_where_the_planned_phases_are_one_conv():
         phases, _ = _transpose._phases(spec)
         one = all(p is not None for p in phases) and len({p.spec.problem for p in phases}) == 1
         want = one and groups == 1
-        got = _shapes.phases_stack(
-            spec.kernel,
-            spec.strides,
-            spec.rhs_dilation,
-            spec.pads,
-            spec.problem.out_spatial,
-            groups,
-        )
-        assert got == want, (size, k, s, d, lo, hi, out_pad, groups)
+        assert spec.phases_stack == want, (size, k, s, d, lo, hi, out_pad, groups)
         seen.add(want)
     assert seen == {True, False}
