@@ -2,6 +2,8 @@
 of layouts, ranks, groups, dtypes and padding; gradients; jit, vmap, jvp and grad of grad.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -311,6 +313,25 @@ def test_im2col_kernel_gradient_gathers_its_patches(algorithm, case):
         assert (len(gathers), len(concatenates)) == (argnum, int(algorithm == "im2col")), argnum
         assert not equations(grad, x, w, primitive="scatter-add")
     check_grads(f, (x, w), order=1, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "xla/im2col"])
+@pytest.mark.parametrize(
+    "xs, ws",
+    [((0, 5, 5, 3), (3, 3, 3, 4)), ((2, 5, 5, 0), (3, 3, 0, 4)), ((2, 5, 5, 3), (3, 3, 3, 0))],
+)
+def test_im2col_gradients_of_zero_size(algorithm, xs, ws):
+    """The gathered and the sliced patches with an empty batch or channel axis: lax's
+    shapes and gradients."""
+    x, w = random(xs, "float64", seed=25), random(ws, "float64", seed=26)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (1, 1), "SAME", dimension_numbers=NHWC)))
+
+    f = functools.partial(jaxconv.conv_general_dilated, algorithm=algorithm)
+    got = jax.grad(loss(f), (0, 1))(x, w)
+    for a, b in zip(got, jax.grad(loss(lax.conv_general_dilated), (0, 1))(x, w)):
+        assert_close(a, b)
 
 
 # A kernel shape and group count that each algorithm runs: (HWIO, groups) for 3 channels.

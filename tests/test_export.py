@@ -44,6 +44,7 @@ FUNCTIONS = {
         x.transpose(0, 3, 1, 2), DENSE.transpose(3, 2, 0, 1), (1, 1), ((1, 1), (1, 1)), None, None
     ),
     "conv_transpose": lambda x: jaxconv.conv_transpose(x, DENSE, (2, 2), "SAME"),
+    "conv_transpose 2x2/2": lambda x: jaxconv.conv_transpose(x, DENSE[:2, :2], (2, 2), "SAME"),
     "reduce_window": lambda x: jaxconv.reduce_window(
         x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME"
     ),
@@ -147,24 +148,31 @@ def test_data_padding_that_depends_on_symbolic_sizes_is_refused():
         exported(lambda x: layer(x), "b, h, w, 8")
 
 
-GRADIENT_KERNELS = {
-    "dense": (DENSE, (1, 1), 1),
-    "dense strided": (DENSE, (2, 2), 1),
-    "depthwise": (DW, (1, 1), 8),
-    "depthwise strided": (DW, (2, 2), 8),
-    "depthwise 13x13": (DW13, (1, 1), 8),
-    "pointwise": (PW, (1, 1), 1),
+GRADIENT_KERNELS = {  # name: (kernel, the function of x it builds)
+    "dense": (DENSE, lambda w: conv(w)),
+    "dense strided": (DENSE, lambda w: conv(w, (2, 2))),
+    "depthwise": (DW, lambda w: conv(w, groups=8)),
+    "depthwise strided": (DW, lambda w: conv(w, (2, 2), groups=8)),
+    "depthwise 13x13": (DW13, lambda w: conv(w, groups=8)),
+    "pointwise": (PW, lambda w: conv(w)),
+    "im2col": (DENSE, lambda w: conv(w, algorithm="im2col")),
+    "xla/im2col strided": (DENSE, lambda w: conv(w, (2, 2), algorithm="xla/im2col")),
+    "conv_transpose 2x2/2, stacked phases": (
+        DENSE[:2, :2],
+        lambda w: lambda x: jaxconv.conv_transpose(x, w, (2, 2), "SAME", algorithm="subpixel"),
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(GRADIENT_KERNELS))
 def test_conv_gradients_export_with_a_symbolic_batch(name):
     """The gradients with respect to both operands export too: each algorithm's kernel
-    gradient (depthwise: a fold, whole under a symbolic batch) takes any batch."""
-    w, strides, groups = GRADIENT_KERNELS[name]
+    gradient (depthwise: a fold, whole under a symbolic batch; im2col: the gathered
+    patches) takes any batch."""
+    w, make = GRADIENT_KERNELS[name]
 
     def grads(x, w):
-        return jax.grad(lambda x, w: jnp.sum(jnp.sin(conv(w, strides, groups)(x))), (0, 1))(x, w)
+        return jax.grad(lambda x, w: jnp.sum(jnp.sin(make(w)(x))), (0, 1))(x, w)
 
     shape = export.symbolic_shape("b, 16, 16, 8")
     program = export.export(jax.jit(grads))(
@@ -174,3 +182,21 @@ def test_conv_gradients_export_with_a_symbolic_batch(name):
         x = random((batch, 16, 16, 8), seed=6)
         for got, want in zip(program.call(x, w), grads(x, w)):
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "xla/im2col"])
+def test_im2col_gradients_export_with_symbolic_spatial_sizes(algorithm):
+    """With symbolic spatial sizes the kernel gradient's patches are the per-tap slices
+    (a gather needs its index table): both gradients export and match."""
+
+    def grads(x, w):
+        f = conv(w, (2, 2), algorithm=algorithm)
+        return jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x))), (0, 1))(x, w)
+
+    shape = export.symbolic_shape("b, h, w, 8", constraints=["h >= 4", "w >= 4"])
+    program = export.export(jax.jit(grads))(
+        jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(DENSE.shape, DENSE.dtype)
+    )
+    x = random((2, 12, 15, 8), seed=7)
+    for got, want in zip(program.call(x, DENSE), grads(x, DENSE)):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)

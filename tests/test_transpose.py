@@ -1,6 +1,7 @@
 """conv_transpose: parity with lax.conv_transpose, the adjoint of conv (groups and
 output_padding, PyTorch's rule), transforms and errors."""
 
+import functools
 import itertools
 import math
 
@@ -302,3 +303,22 @@ def test_phases_stack_exactly_where_the_planned_phases_are_one_conv():
         assert spec.phases_stack == want, (size, k, s, d, lo, hi, out_pad, groups)
         seen.add(want)
     assert seen == {True, False}
+
+
+@pytest.mark.parametrize("algorithm", ["subpixel", "xla/subpixel", "auto"])
+@pytest.mark.parametrize(
+    "xs, ws",
+    [((0, 4, 4, 3), (2, 2, 3, 4)), ((2, 4, 4, 0), (2, 2, 0, 4)), ((2, 4, 4, 3), (2, 2, 3, 0))],
+)
+def test_stacked_phases_of_zero_size(algorithm, xs, ws):
+    """Stacked phases with an empty batch or channel axis: lax's shapes and gradients."""
+    x, w = random(xs, "float64", seed=33), random(ws, "float64", seed=34)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (2, 2), "SAME")))
+
+    f = functools.partial(jaxconv.conv_transpose, algorithm=algorithm)
+    assert_close(f(x, w, (2, 2), "SAME"), lax.conv_transpose(x, w, (2, 2), "SAME"))
+    got = jax.grad(loss(f), (0, 1))(x, w)
+    for a, b in zip(got, jax.grad(loss(lax.conv_transpose), (0, 1))(x, w)):
+        assert_close(a, b)
