@@ -182,16 +182,18 @@ def auto_conv(problem: Problem) -> Choice:
     memory budget, whole or in pieces.
 
     On CPU:
-      1. 1-D and 2-D dense convs with overlapping windows, kernels of 512 KiB+ and a
-         patch matrix at most twice the kernel (few output positions, many channels)
-         -> "xla/im2col": XLA's forward, the patch matrix GEMMs' gradients.
+      1. dense convs with overlapping windows, kernels of 512 KiB+ and a patch matrix
+         at most twice the kernel (few output positions, many channels) ->
+         "xla/im2col" (XLA's forward, the patch matrix GEMMs' gradients) in 1-D and
+         2-D, "im2col" in 3-D and up, where XLA's forward is the slow one.
       2. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft", where its
          kernel spectra do not outnumber the signal's; dense ones that cannot -> "xla/fft"
          (XLA's forward, FFT gradients), where those gradients fit. Depthwise ones go on.
       3. depthwise (one input channel per group, several groups) -> "depthwise".
       4. windows that do not overlap -> "pointwise"; patches of 256+ taps x input
          channels -> "xla/pointwise".
-      5. 3-D and up -> "xla2d", else "xla/xla2d".
+      5. 3-D and up -> "xla2d" (the leading taps in the channels of one 2-D conv),
+         else "xla/xla2d".
       6. a single input channel (audio stems) -> "direct/xla".
       7. 2-D dense 3x3 stride-1 convs with 64+ input channels per group, inputs up to
          10 MiB, at DEFAULT precision -> "winograd4" while there are 256+ output tiles
@@ -229,13 +231,13 @@ def auto_conv(problem: Problem) -> Choice:
 
 
 def _im2col_rule(problem: Problem) -> Choice | None:
-    """ "xla/im2col" for 1-D and 2-D dense convs with overlapping windows and no lhs
-    dilation whose kernel has at least IM2COL_MIN_KERNEL_BYTES and whose patch matrix
-    is at most IM2COL_MAX_PATCHES_PER_KERNEL times the kernel, where it fits."""
+    """For dense convs with overlapping windows and no lhs dilation whose kernel has at
+    least IM2COL_MIN_KERNEL_BYTES and whose patch matrix is at most
+    IM2COL_MAX_PATCHES_PER_KERNEL times the kernel, where it fits: "xla/im2col" in 1-D
+    and 2-D, "im2col" (its own forward too) in 3-D and up."""
     kernel_bytes = math.prod(problem.w_shape) * problem.itemsize
     if (
         problem.groups > 1
-        or len(problem.kernel) > 2
         or any(d > 1 for d in problem.params.lhs_dilation)
         or REGISTRY["pointwise"].why_not(problem) is None
         or kernel_bytes < IM2COL_MIN_KERNEL_BYTES
@@ -244,7 +246,7 @@ def _im2col_rule(problem: Problem) -> Choice | None:
         )
     ):
         return None
-    return _fit(problem, "xla/im2col")
+    return _fit(problem, "im2col" if len(problem.kernel) >= 3 else "xla/im2col")
 
 
 def _pointwise_rule(problem: Problem) -> Choice:

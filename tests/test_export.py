@@ -15,6 +15,7 @@ from jaxconv import linen as jl
 from jaxconv import nnx as jn
 from tests.util import random
 
+NDHWC = ("NDHWC", "DHWIO", "NDHWC")
 NHWC = ("NHWC", "HWIO", "NHWC")
 DENSE, DW, PW, DW13 = (
     random((3, 3, 8, 8), seed=1),
@@ -181,6 +182,30 @@ def test_conv_gradients_export_with_a_symbolic_batch(name):
     for batch in (1, 3):
         x = random((batch, 16, 16, 8), seed=6)
         for got, want in zip(program.call(x, w), grads(x, w)):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "xla2d", "xla/xla2d", "im2col"])
+def test_3d_conv_and_gradients_export_with_a_symbolic_batch(algorithm):
+    """3-D: the taps in the channels of one 2-D conv (xla2d), and the gathered patches
+    (im2col), forward and both gradients, take any batch."""
+    w = random((3, 3, 3, 8, 16), seed=8)
+
+    def grads(x, w):
+        def f(x, w):
+            return jaxconv.conv_general_dilated(
+                x, w, (1, 2, 2), "SAME", dimension_numbers=NDHWC, algorithm=algorithm
+            )
+
+        return f(x, w), jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1))(x, w)
+
+    shape = export.symbolic_shape("b, 4, 6, 6, 8")
+    program = export.export(jax.jit(grads))(
+        jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(w.shape, w.dtype)
+    )
+    for batch in (1, 3):
+        x = random((batch, 4, 6, 6, 8), seed=9)
+        for got, want in zip(jax.tree.leaves(program.call(x, w)), jax.tree.leaves(grads(x, w))):
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
 
 

@@ -48,7 +48,9 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((4, 56, 56, 64), (1, 1, 64, 8), (2, 2), 1, "pointwise"),  # 1x1/2: no patches
         ((1, 16, 32, 32, 3), (3, 3, 3, 3, 64), (1, 1, 1), 1, "xla2d"),  # video stem
         ((8, 4, 16, 16, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # in chunks
-        ((1, 8, 28, 28, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # 3-D ResNet layer1
+        ((2, 8, 28, 28, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # 3-D ResNet layer1
+        # At batch 1 the kernel's copy, laid out for the taps in the channels, is over.
+        ((1, 8, 28, 28, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla/xla2d"),
         # One output row, one image: a tap's kernel, window and output over the budget.
         ((1, 2, 16, 16, 64), (2, 3, 3, 64, 64), (1, 1, 1), 1, "xla/xla2d"),
         ((1, 4, 8, 8, 8), (3, 3, 3, 1, 8), (1, 1, 1), 8, "depthwise"),
@@ -64,7 +66,8 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((4, 3, 3, 128), (3, 3, 128, 32), (1, 1), 1, "xla"),  # DenseNet: 144 KiB kernel
         ((2, 399, 512), (3, 512, 512), (2,), 1, "xla/im2col"),  # wav2vec2 conv4
         ((8, 7, 7, 2048), (1, 1, 2048, 512), (1, 1), 1, "pointwise"),  # 1x1: no patches
-        ((2, 4, 4, 4, 512), (3, 3, 3, 512, 512), (1, 1, 1), 1, "xla2d"),  # 3-D
+        ((2, 4, 4, 4, 512), (3, 3, 3, 512, 512), (1, 1, 1), 1, "im2col"),  # 3-D: patches < kernel
+        ((8, 8, 8, 8, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # 3-D: patches > 2x kernel
         ((1, 224, 224, 64), (3, 3, 64, 64), (1, 1), 1, "xla"),  # input over 10 MiB
         ((64, 32, 32, 32), (3, 3, 32, 32), (1, 1), 1, "xla"),  # too few channels
         ((8, 56, 56, 64), (3, 3, 64, 64), (2, 2), 1, "xla"),  # strided

@@ -11,12 +11,12 @@ GEMMs as well: the kernel gradient patches^T @ cotangent, the input gradient
 cotangent @ w^T scattered back over the taps. XLA's own gradients of such layers run
 far below the matmul peak on CPU (docs/design.md, "The auto rule").
 
-The forward pass and the input tangent build the patch matrix from one strided slice
-per tap: that is the fastest to run, and its transpose (each tap's slice of the
-cotangent padded back into place) is one fusion. The kernel tangent's patch matrix
-is the backward pass's saved residual; it is built as one gather instead, because
-XLA:CPU compiles each tap's slice as a kernel of its own (docs/design.md, "Compile
-time").
+The forward pass and the kernel tangent build the patch matrix as one gather: it is
+the backward pass's saved residual, so the two share it, and XLA:CPU compiles it as
+one kernel where one strided slice per tap is a kernel each (docs/design.md,
+"Compile time"). The input tangent keeps the slices: its transpose (each tap's slice
+of the cotangent padded back into place) is one fusion, where a gather's would be a
+scatter-add.
 """
 
 from __future__ import annotations
@@ -77,20 +77,21 @@ def _patch_gemm(patch_fn, x, w, p: ConvParams):
 
 
 def im2col_terms(x, w, p: ConvParams):
-    """The patch GEMM with sliced patches, free of custom rules: the forward pass, and
-    the input tangent (dx, w), whose transpose pads each tap's slice back."""
+    """The patch GEMM with sliced patches, free of custom rules: the input tangent
+    (dx, w), whose transpose pads each tap's slice back."""
     return _patch_gemm(sliced_patches, x, w, p)
 
 
-def im2col_kernel_terms(x, dw, p: ConvParams):
-    """The kernel tangent (x, dw): the same GEMM over gathered patches, which compile
-    as one kernel; its transpose is patches^T @ cotangent."""
-    return _patch_gemm(gathered_patches, x, dw, p)
+def im2col_gathered(x, w, p: ConvParams):
+    """The patch GEMM over gathered patches: the forward pass, and the kernel tangent
+    (x, dw), whose transpose is patches^T @ cotangent over the forward's patches."""
+    return _patch_gemm(gathered_patches, x, w, p)
 
 
-conv_im2col = with_tangents(im2col_terms, im2col_terms, "conv_im2col", im2col_kernel_terms)
-conv_im2col.__doc__ = """x: (N, *S, G, Ig), w: (*K, Ig, G, Og) -> (N, *O, G, Og): the patch GEMM,
-with `im2col_kernel_terms` as its kernel tangent (a custom_jvp: forward mode works)."""
+conv_im2col = with_tangents(im2col_gathered, im2col_terms, "conv_im2col", im2col_gathered)
+conv_im2col.__doc__ = """x: (N, *S, G, Ig), w: (*K, Ig, G, Og) -> (N, *O, G, Og): the patch GEMM
+over gathered patches, with `im2col_terms` as its input tangent (a custom_jvp:
+forward mode works)."""
 
 
 def patch_bytes(problem: Problem) -> int:
@@ -101,9 +102,8 @@ def patch_bytes(problem: Problem) -> int:
 
 
 def im2col_workspace(problem: Problem, piece: bool = False) -> int:
-    """The padded input and the patch matrix twice: XLA:CPU writes each tap's window
-    out before concatenating them."""
-    return problem.padded_bytes + 2 * patch_bytes(problem)
+    """The padded input and the gathered patch matrix."""
+    return problem.padded_bytes + patch_bytes(problem)
 
 
 ALGORITHM = Algorithm(
@@ -111,7 +111,7 @@ ALGORITHM = Algorithm(
     fn=conv_im2col,
     summary="windows gathered into a patch matrix, one GEMM (Chellapilla et al. 2006)",
     tangent_fn=im2col_terms,
-    kernel_tangent_fn=im2col_kernel_terms,
+    kernel_tangent_fn=im2col_gathered,
     workspace=im2col_workspace,
     piece_axes=("batch", "rows"),
     exact_nonfinite=no_holes,

@@ -30,7 +30,7 @@ from jax import lax
 from jaxconv._algorithms import _windows
 from jaxconv._algorithms._base import INEXACT_NONFINITE, Algorithm
 from jaxconv._algorithms.xla import conv_xla
-from jaxconv._algorithms.xla2d import conv_xla2d_terms
+from jaxconv._algorithms.xla2d import conv_xla2d
 from jaxconv._spec import ConvParams, Problem
 
 # (B^T, G, A^T) for F(m, 3), from Lavin & Gray (2015), "Fast Algorithms for CNNs".
@@ -168,8 +168,8 @@ def conv_winograd4(x, w, p: ConvParams):
 
 def conv_exact(x, w, p: ConvParams):
     """The exact convolution that runs where Winograd's is differentiated: XLA's, or for
-    3-D and up `xla2d`'s written-out sum (whose backward beats XLA's 3-D one)."""
-    return conv_xla2d_terms(x, w, p) if w.ndim - 3 >= 3 else conv_xla(x, w, p)
+    3-D and up `xla2d`'s 2-D conv (whose backward beats XLA's 3-D one)."""
+    return conv_xla2d(x, w, p) if w.ndim - 3 >= 3 else conv_xla(x, w, p)
 
 
 def winograd_tiles(problem: Problem, m: int):
