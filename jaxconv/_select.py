@@ -184,8 +184,8 @@ def auto_conv(problem: Problem) -> Choice:
     On CPU:
       1. dense convs with overlapping windows, kernels of 512 KiB+ and a patch matrix
          at most twice the kernel (few output positions, many channels) ->
-         "xla/im2col" (XLA's forward, the patch matrix GEMMs' gradients) in 1-D and
-         2-D, "im2col" in 3-D and up, where XLA's forward is the slow one.
+         "xla/im2col" (XLA's forward, the patch matrix GEMMs' gradients); in 3-D and
+         up "im2col" where it fits whole, for XLA's 3-D forward is the slow one.
       2. stride 1 and a large kernel (13x13+ taps, or 64+ in 1-D) -> "fft", where its
          kernel spectra do not outnumber the signal's; dense ones that cannot -> "xla/fft"
          (XLA's forward, FFT gradients), where those gradients fit. Depthwise ones go on.
@@ -233,8 +233,9 @@ def auto_conv(problem: Problem) -> Choice:
 def _im2col_rule(problem: Problem) -> Choice | None:
     """For dense convs with overlapping windows and no lhs dilation whose kernel has at
     least IM2COL_MIN_KERNEL_BYTES and whose patch matrix is at most
-    IM2COL_MAX_PATCHES_PER_KERNEL times the kernel, where it fits: "xla/im2col" in 1-D
-    and 2-D, "im2col" (its own forward too) in 3-D and up."""
+    IM2COL_MAX_PATCHES_PER_KERNEL times the kernel, where it fits: "xla/im2col", or in
+    3-D and up "im2col" (its own forward too) where that fits whole. XLA's 3-D forward
+    is the slow one there; in pieces, im2col's forward ran slower than XLA's."""
     kernel_bytes = math.prod(problem.w_shape) * problem.itemsize
     if (
         problem.groups > 1
@@ -246,7 +247,11 @@ def _im2col_rule(problem: Problem) -> Choice | None:
         )
     ):
         return None
-    return _fit(problem, "im2col" if len(problem.kernel) >= 3 else "xla/im2col")
+    if len(problem.kernel) >= 3:
+        choice = _fit(problem, "im2col")
+        if choice is not None and choice.pieces == WHOLE:
+            return choice
+    return _fit(problem, "xla/im2col")
 
 
 def _pointwise_rule(problem: Problem) -> Choice:

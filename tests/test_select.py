@@ -67,6 +67,8 @@ LAYOUT = {3: ("NWC", "WIO", "NWC"), 4: ("NHWC", "HWIO", "NHWC"), 5: ("NDHWC", "D
         ((2, 399, 512), (3, 512, 512), (2,), 1, "xla/im2col"),  # wav2vec2 conv4
         ((8, 7, 7, 2048), (1, 1, 2048, 512), (1, 1), 1, "pointwise"),  # 1x1: no patches
         ((2, 4, 4, 4, 512), (3, 3, 3, 512, 512), (1, 1, 1), 1, "im2col"),  # 3-D: patches < kernel
+        # 3-D, patches under twice the kernel but over the budget whole: XLA's forward
+        ((2, 2, 7, 7, 256), (3, 3, 3, 256, 256), (1, 1, 1), 1, "xla/im2col"),
         ((8, 8, 8, 8, 64), (3, 3, 3, 64, 64), (1, 1, 1), 1, "xla2d"),  # 3-D: patches > 2x kernel
         ((1, 224, 224, 64), (3, 3, 64, 64), (1, 1), 1, "xla"),  # input over 10 MiB
         ((64, 32, 32, 32), (3, 3, 32, 32), (1, 1), 1, "xla"),  # too few channels
