@@ -3,6 +3,7 @@ of layouts, ranks, groups, dtypes and padding; gradients; jit, vmap, jvp and gra
 """
 
 import functools
+import math
 import re
 
 import jax
@@ -317,6 +318,42 @@ def test_im2col_kernel_gradient_gathers_its_patches(algorithm, case):
         assert not concatenates, argnum
         assert not equations(grad, x, w, primitive="scatter-add")
     check_grads(f, (x, w), order=1, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize(
+    "algorithm, ws, strides",
+    [
+        ("pointwise", (1, 1, 16, 32), (1, 1)),
+        ("pointwise", (2, 2, 16, 32), (2, 2)),
+        ("xla/im2col", (3, 3, 16, 32), (1, 1)),
+        ("im2col", (3, 3, 16, 32), (2, 2)),
+        ("direct", (3, 3, 16, 32), (1, 1)),
+    ],
+)
+def test_kernel_gradient_reads_the_cotangent_as_laid_out(algorithm, ws, strides):
+    """The GEMMs' kernel gradient contracts the cotangent in its own layout: no
+    transposed copy of it before the dot (XLA:CPU made one where the GEMM contracted
+    the leading axes of both operands), and the gradient matches lax's."""
+    x = random((4, 9, 9, 16), "float32", seed=27)
+    w = random(ws, "float32", seed=28)
+
+    def conv(x, w, algorithm=algorithm):
+        return jaxconv.conv_general_dilated(
+            x, w, strides, "VALID", dimension_numbers=NHWC, algorithm=algorithm
+        )
+
+    ct = random(conv(x, w).shape, "float32", seed=29)
+
+    def kernel_grad(algorithm):
+        return lambda x, w, ct: jax.vjp(lambda w: conv(x, w, algorithm), w)[1](ct)[0]
+
+    compiled = jax.jit(kernel_grad(algorithm)).lower(x, w, ct).compile().as_text()
+    sizes = [
+        math.prod(int(d) for d in dims.split(",") if d)
+        for dims in re.findall(r"= \w+\[([\d,]*)\]\{[^}]*\} (?:transpose|copy)\(", compiled)
+    ]
+    assert ct.size not in sizes, sizes
+    assert_close(kernel_grad(algorithm)(x, w, ct), kernel_grad("xla")(x, w, ct), scale=4)
 
 
 @pytest.mark.parametrize(

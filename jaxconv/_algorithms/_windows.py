@@ -8,6 +8,7 @@ places that build such slices and padding configurations.
 from __future__ import annotations
 
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -123,19 +124,23 @@ def take_rows(x, index, axis: int):
 def grouped_dot(a, b, p, acc_dtype):
     """Contract a (..., G, Ig) with b (Ig, G, Og) over Ig, batched over G -> (..., G, Og).
 
-    With G == 1 this is a plain GEMM; otherwise a batched one whose batch axis
+    With G == 1 this is a plain GEMM of a flattened to one row per position: its
+    transpose with respect to b (the kernel gradient) then contracts one axis of
+    each operand, where over the leading axes of a and the cotangent XLA:CPU first
+    copied the cotangent transposed. Otherwise a batched GEMM whose batch axis
     dot_general puts first, so the result is moved back next to Og.
     """
     groups = a.shape[-2]
     if groups == 1:
+        rows = a.reshape(math.prod(a.shape[:-2]), a.shape[-1])  # (M, Ig)
         out = lax.dot_general(
-            a[..., 0, :],
-            b[:, 0, :],
-            (((a.ndim - 2,), (0,)), ((), ())),
+            rows,
+            b.reshape(b.shape[0], b.shape[-1]),  # (Ig, Og)
+            (((1,), (0,)), ((), ())),
             precision=p.precision,
             preferred_element_type=acc_dtype,
-        )  # (..., Og)
-        return out[..., None, :]  # (..., 1, Og)
+        )  # (M, Og)
+        return out.reshape(*a.shape[:-1], b.shape[-1])  # (..., 1, Og)
     out = lax.dot_general(
         a,
         b,
