@@ -69,6 +69,16 @@ def strided_window(x, tap, dilation, strides, out, lead: int = 1):
     return lax.slice(x, start, limit, step)
 
 
+def sliced_patches(xp, kernel, p, out):
+    """Every tap's window of an already padded input, one strided slice per tap,
+    concatenated along the channels, tap-major: xp (N, *Sp, *rest, G, Ig) ->
+    (N, *O, *rest, G, T*Ig), the taps of `kernel` over the first len(kernel) spatial
+    axes (all of them: im2col's patch matrix; the leading ones: xla2d's stacked taps).
+    """
+    windows = [strided_window(xp, tap, p.rhs_dilation, p.strides, out) for tap in taps(kernel)]
+    return jnp.concatenate(windows, axis=-1)  # (N, *O, *rest, G, T*Ig)
+
+
 def tap_window(x, tap, fill, pads, strides, dilation, out, base_dilation=None):
     """What tap `tap` meets at every output position of `x` padded by `pads` with
     `fill` (and dilated by `base_dilation`), without a padded copy of `x`.

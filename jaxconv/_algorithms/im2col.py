@@ -28,22 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconv._algorithms._base import Algorithm, no_holes, with_tangents
-from jaxconv._algorithms._windows import (
-    grouped_dot,
-    out_spatial,
-    padded_input,
-    strided_window,
-    taps,
-)
+from jaxconv._algorithms._windows import grouped_dot, out_spatial, padded_input, sliced_patches
 from jaxconv._shapes import is_symbolic
 from jaxconv._spec import ConvParams, Problem
-
-
-def sliced_patches(xp, kernel, p: ConvParams, out):
-    """The patch matrix of a padded input, one strided slice per tap, concatenated:
-    xp (N, *Sp, G, Ig) -> (N, *O, G, T*Ig), tap-major."""
-    windows = [strided_window(xp, tap, p.rhs_dilation, p.strides, out) for tap in taps(kernel)]
-    return jnp.concatenate(windows, axis=-1)  # (N, *O, G, T*Ig)
 
 
 def gathered_patches(xp, kernel, p: ConvParams, out):

@@ -67,14 +67,11 @@ def conv_xla2d(x, w, p: ConvParams):
         )  # (N, *Lp, H, W, G, Ig)
         lead_p, plane = _split(p, n_lead)
         out_lead = _windows.out_spatial(xp.shape[1 : 1 + n_lead], w.shape[lead], lead_p)
-        taps = list(_windows.taps(w.shape[lead]))
-        windows = [
-            _windows.strided_window(xp, tap, lead_p.rhs_dilation, lead_p.strides, out_lead)
-            for tap in taps
-        ]  # each (N, *Ol, H, W, G, Ig)
-        stacked = jnp.concatenate(windows, axis=-1)  # (N, *Ol, H, W, G, T*Ig)
+        stacked = _windows.sliced_patches(
+            xp, w.shape[lead], lead_p, out_lead
+        )  # (N, *Ol, H, W, G, T*Ig)
         planes = stacked.reshape(-1, *stacked.shape[1 + n_lead :])  # (B, H, W, G, T*Ig)
-        wt = w.reshape(len(taps), *w.shape[n_lead:])  # (T, kh, kw, Ig, G, Og)
+        wt = w.reshape(math.prod(w.shape[lead]), *w.shape[n_lead:])  # (T, kh, kw, Ig, G, Og)
         wt = jnp.moveaxis(wt, 0, 2)  # (kh, kw, T, Ig, G, Og)
         wt = wt.reshape(*wt.shape[:2], -1, *wt.shape[-2:])  # (kh, kw, T*Ig, G, Og)
         acc = conv_xla(planes, wt, plane)  # (B, Ho, Wo, G, Og)
