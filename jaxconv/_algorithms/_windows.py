@@ -134,10 +134,10 @@ def take_rows(x, index, axis: int):
 def grouped_dot(a, b, p, acc_dtype):
     """Contract a (..., G, Ig) with b (Ig, G, Og) over Ig, batched over G -> (..., G, Og).
 
-    With G == 1 this is a plain GEMM of a flattened to one row per position: its
-    transpose with respect to b (the kernel gradient) then contracts one axis of
-    each operand, where over the leading axes of a and the cotangent XLA:CPU first
-    copied the cotangent transposed. Otherwise a batched GEMM whose batch axis
+    With G == 1 this is a plain GEMM of a flattened to one row per position, so that
+    its transpose with respect to b (the kernel gradient) contracts one axis of each
+    operand: contracting the leading axes of a and of the cotangent, XLA:CPU copies
+    the cotangent transposed first. Otherwise a batched GEMM whose batch axis
     dot_general puts first, so the result is moved back next to Og.
     """
     groups = a.shape[-2]
