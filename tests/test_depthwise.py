@@ -1,7 +1,8 @@
-"""The "depthwise" algorithm: border bands at stride 1, the kernel gradient in blocks,
-and the input gradient as a fold."""
+"""The "depthwise" algorithm: border bands at stride 1, the kernel gradient as one
+variadic reduction, and the input gradient as a fold."""
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -11,10 +12,9 @@ from jax import lax
 from jax.test_util import check_grads
 
 import jaxconv
-from jaxconv._algorithms import depthwise
-from jaxconv._algorithms.depthwise import BLOCK_BYTES, fold_blocks, split_band_elements
+from jaxconv._algorithms.depthwise import split_band_elements
 from jaxconv._spec import ConvParams
-from tests.util import FULL, assert_close, both, equations, grad_order, problem_of, random
+from tests.util import assert_close, both, equations, grad_order, problem_of, random
 
 SPLIT_CASES = [
     ((2, 12, 11, 4), (3, 3, 1, 4), "SAME", None),  # bands padded per tap
@@ -73,11 +73,6 @@ def test_depthwise_split_band_elements():
     assert split_band_elements((56, 56), (7, 7), params(((0, 0), (0, 0)))) == 0
 
 
-def _scan_lengths(fn, *args):
-    """The lengths of the scans (lax.map) in fn's jaxpr, nested ones included."""
-    return [eqn.params["length"] for eqn in equations(fn, *args, primitive="scan")]
-
-
 def _depthwise_and_lax(xs, strides, padding, lhs_dil, rhs_dil):
     """(the "depthwise" algorithm, lax at highest precision) on channels-last x of shape xs."""
     n = len(xs) - 2
@@ -94,94 +89,64 @@ def _depthwise_and_lax(xs, strides, padding, lhs_dil, rhs_dil):
     return f, g
 
 
-BLOCKED_CASES = [
+REDUCED_CASES = [
     ((3, 13, 11, 4), (3, 3, 1, 4), (1, 1), "SAME", None, None),
     ((2, 15, 12, 3), (3, 3, 1, 6), (2, 2), ((1, 2), (0, 1)), None, None),  # multiplier 2
     ((2, 15, 13, 2), (5, 5, 1, 2), (2, 2), "SAME", None, None),  # strided: up to 49 taps
+    ((2, 14, 12, 3), (5, 5, 1, 3), (1, 1), ((2, 1), (3, 2)), None, None),  # 25 taps
     ((2, 9, 10, 2), (3, 3, 1, 2), (1, 1), ((3, -1), (2, 2)), (2, 1), (1, 2)),  # crop
     ((4, 90, 3), (5, 1, 3), (3,), "SAME", None, None),  # 1-D
     ((2, 5, 6, 7, 2), (3, 1, 3, 1, 2), (1, 2, 1), "SAME", None, None),  # 3-D
+    ((0, 7, 6, 2), (3, 3, 1, 2), (1, 1), "SAME", None, None),  # no images
 ]
-BLOCK_SIZES = {"1B": 1, "3KB": 3000, "1MiB": 1 << 20}
 
 
-@pytest.mark.parametrize(
-    "block_bytes, xs, ws, strides, padding, lhs_dil, rhs_dil",
-    [
-        pytest.param(size, *case, id=f"{i}-{name}")
-        for i, case in enumerate(BLOCKED_CASES)
-        for name, size in BLOCK_SIZES.items()
-        if FULL or name == "3KB" or i < 2  # every case in blocks; the extremes on two
-    ],
-)
-def test_depthwise_blocked_kernel_gradient(
-    monkeypatch, block_bytes, xs, ws, strides, padding, lhs_dil, rhs_dil
-):
-    """The kernel gradient from `blocked_fold` equals lax's, whether the blocks are
-    single rows (1 byte), a few rows or images (3 KB), or the whole batch (1 MiB)."""
-    monkeypatch.setattr(depthwise, "BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(depthwise, "WHOLE_FOLD_BYTES", 0)  # blocks even for small inputs
-    jax.clear_caches()  # no trace from another block size
-    f, g = _depthwise_and_lax(xs, strides, padding, lhs_dil, rhs_dil)
-    x, w = random(xs, seed=60), random(ws, seed=61)
-    ct = random(g(x, w).shape, seed=62)
-    got = jax.grad(lambda w: jnp.vdot(f(x, w), ct))(w)
-    want = jax.grad(lambda w: jnp.vdot(g(x, w), ct))(w)
-    assert_close(got, want)
-    blocks = _scan_lengths(jax.grad(lambda w: jnp.vdot(f(x, w), ct)), w)
-    assert blocks and (max(blocks) > 1) == (block_bytes < 1 << 20)
-    if block_bytes == 3000:  # the rules are the same for any blocks: check them once
-        x64, w64 = x.astype("float64"), w.astype("float64")
-        order = grad_order((xs, ws, strides, padding, lhs_dil, rhs_dil), BLOCKED_CASES)
-        check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
-    jax.clear_caches()
-
-
-@pytest.mark.parametrize("xs, ws, strides, padding, lhs_dil, rhs_dil", BLOCKED_CASES)
-def test_depthwise_whole_kernel_gradient(xs, ws, strides, padding, lhs_dil, rhs_dil):
-    """Small inputs take the kernel gradient from `whole_fold`, with no loop: equal to
-    lax's, in forward and reverse mode."""
-    jax.clear_caches()
+@pytest.mark.parametrize("xs, ws, strides, padding, lhs_dil, rhs_dil", REDUCED_CASES)
+def test_depthwise_kernel_gradient_is_one_reduction(xs, ws, strides, padding, lhs_dil, rhs_dil):
+    """The kernel gradient is one variadic reduction over the taps, with no loop: equal
+    to lax's, in forward and reverse mode, to second order."""
     f, g = _depthwise_and_lax(xs, strides, padding, lhs_dil, rhs_dil)
     x, w = random(xs, seed=63), random(ws, seed=64)
     ct = random(g(x, w).shape, seed=65)
-    grad = jax.grad(lambda w: jnp.vdot(f(x, w), ct))
-    assert_close(grad(w), jax.grad(lambda w: jnp.vdot(g(x, w), ct))(w))
-    assert _scan_lengths(grad, w) == []
-    x64, w64 = x.astype("float64"), w.astype("float64")
-    order = grad_order((xs, ws, strides, padding, lhs_dil, rhs_dil), BLOCKED_CASES)
-    check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
-    jax.clear_caches()
+    grad = jax.grad(lambda w, x, ct: jnp.vdot(f(x, w), ct))
+    assert grad(w, x, ct).shape == w.shape
+    assert_close(grad(w, x, ct), jax.grad(lambda w: jnp.vdot(g(x, w), ct))(w))
+    if xs[0]:  # (zero-size convs never reach an algorithm)
+        assert len(equations(grad, w, x, ct, primitive="jaxconv_depthwise_kernel_gradient")) == 1
+        taps = math.prod(ws[:-2])
+        hlo = jax.jit(grad).lower(w, x, ct).compile().as_text()  # x, ct: not constants
+        assert " while(" not in hlo
+        tuples = re.findall(r"ROOT %\S+ = \(([^)]*)\) reduce\(", hlo)
+        assert any(t.count("[") == taps for t in tuples), tuples  # one output per tap
+        x64, w64 = x.astype("float64"), w.astype("float64")
+        order = grad_order((xs, ws, strides, padding, lhs_dil, rhs_dil), REDUCED_CASES)
+        check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
 
 
-def test_depthwise_whole_fold_bytes(monkeypatch):
-    """Inputs of at most `WHOLE_FOLD_BYTES` bytes fold whole, larger ones in blocks."""
-    xs, ws = (2, 12, 10, 4), (3, 3, 1, 4)
-    f, _ = _depthwise_and_lax(xs, (1, 1), "SAME", None, None)
-    x, w = random(xs, seed=66), random(ws, seed=67)
-    ct = random(xs, seed=68)
-    grad = jax.grad(lambda w: jnp.vdot(f(x, w), ct))
-    assert depthwise.WHOLE_FOLD_BYTES == 4 << 20
-    for limit, looped in ((x.nbytes, False), (x.nbytes - 1, True)):
-        monkeypatch.setattr(depthwise, "WHOLE_FOLD_BYTES", limit)
-        jax.clear_caches()
-        assert bool(_scan_lengths(grad, w)) == looped
-    jax.clear_caches()
+@pytest.mark.parametrize("in_axes", [(0, 0), (0, None), (None, 0)])
+@pytest.mark.parametrize("case", [0, 1], ids=["3x3", "strided-multiplier-2"])
+def test_depthwise_kernel_gradient_under_vmap(in_axes, case):
+    """The reduction's batching rules (mapped axes folded into the batch or the
+    channels) give lax's gradients, in reverse and forward mode, whichever operands
+    are mapped."""
+    xs, ws, *rest = REDUCED_CASES[case]
+    f, g = _depthwise_and_lax(xs, *rest)
+    x, w = random((2, *xs), seed=66), random((2, *ws), seed=67)
+    x, w = (x if in_axes[0] == 0 else x[0]), (w if in_axes[1] == 0 else w[0])
 
+    def loss(conv):
+        return lambda x, w: jnp.sum(conv(x, w) ** 2)
 
-def test_depthwise_fold_blocks():
-    """Hand-counted blocks of `blocked_fold` (1 MiB: f32 padded-x rows plus output rows)."""
-    assert BLOCK_BYTES == 1 << 20
-    # 112x112x32 3x3: 8 images x 3 rows = 8 * (5 * 114 * 32 + 3 * 112 * 32) * 4 = 928 KB;
-    # a 4th row would take 1.16 MB.
-    assert fold_blocks((8, 114, 114, 32), (112, 112), 3, 1, (32,), 4) == (8, 3)
-    # 56x56x144: 8 images of one row take 1.06 MB, so 4 images x 2 rows (793 KB).
-    assert fold_blocks((8, 58, 58, 144), (56, 56), 3, 1, (144,), 4) == (4, 2)
-    assert fold_blocks((4, 9, 9, 8), (7, 7), 3, 1, (8,), 4) == (4, 7)  # all of it
-    assert fold_blocks((2, 10, 100_000, 1), (8, 99_998), 3, 1, (1,), 4) == (1, 1)  # too wide
-    # strided 3x3/2, multiplier 2: 6 images x 2 rows = 6 * (5 * 57 * 96 + 2 * 28 * 192) * 4
-    # = 915 KB (a window of 3 padded rows, then 2 per output row); 3 rows: 1.31 MB.
-    assert fold_blocks((6, 57, 57, 96, 1), (28, 28), 3, 2, (96, 2), 4) == (6, 2)
+    for transform in (
+        lambda conv: jax.grad(loss(conv), argnums=(0, 1)),
+        lambda conv: lambda x, w: jax.jvp(lambda w: conv(x, w), (w,), (2 * w,))[1],
+        lambda conv: lambda x, w: jax.jvp(jax.grad(loss(conv), 1), (x, w), (x, w))[1],
+    ):
+        got = jax.vmap(transform(f), in_axes)(x, w)
+        want = jax.vmap(transform(g), in_axes)(x, w)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            assert a.shape == b.shape
+            assert_close(a, b, scale=4)
 
 
 FLIPPED_CASES = [

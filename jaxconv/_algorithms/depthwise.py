@@ -13,11 +13,10 @@ At stride 1 there is no padded copy of x (`_split_fold`): the interior of the ou
 reads x itself and only the border bands see the padding, which leaves the memory
 budget to the output.
 
-The kernel gradient is one reduction per tap over the whole batch, which XLA runs from
-main memory. Inputs that fit in the cores' L2 take it whole (`whole_fold`), from
-cache and with no loop to compile; `blocked_fold` runs larger ones over cache-sized
-blocks; large kernels take it as an FFT correlation. docs/design.md ("Depthwise") has
-the measurements behind each constant here.
+The kernel gradient is one variadic reduction over every tap (`_depthwise_kernel`),
+which reads x and the cotangent once; large stride-1 kernels take it as an FFT
+correlation. docs/design.md ("Depthwise") has the measurements behind each constant
+here.
 """
 
 from __future__ import annotations
@@ -28,11 +27,11 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from jaxconv._algorithms import _windows
 from jaxconv._algorithms._base import Algorithm, bilinear_tangent, no_holes
+from jaxconv._algorithms._depthwise_kernel import kernel_tangent
 from jaxconv._algorithms.fft import conv_fft
 from jaxconv._shapes import dilate_dim, is_symbolic
 from jaxconv._spec import ConvParams, Problem
@@ -50,8 +49,8 @@ def depthwise_unsupported(problem: Problem) -> str | None:
 
 
 def conv_depthwise(x, w, p: ConvParams):
-    """The fused fold forward; the kernel gradient as a fold (whole or in cache-sized
-    blocks) for small kernels, else as an FFT correlation.
+    """The fused fold forward; the kernel gradient as one variadic reduction for small
+    kernels, else as an FFT correlation.
 
     x: (N, *S, C, 1), w: (*K, 1, C, M) -> (N, *O, C, M).
     """
@@ -65,17 +64,22 @@ def conv_depthwise_padded(x, w, p: ConvParams):
 
 
 def _conv_depthwise(x, w, p: ConvParams, split: bool):
-    strided = any(s > 1 for s in p.strides)
-    most = FOLD_STRIDED_MAX_TAPS if strided else FOLD_KERNEL_GRAD_MAX_TAPS
-    return conv_depthwise_grads(x, w, p, split, math.prod(w.shape[:-3]) <= most)
+    return conv_depthwise_grads(x, w, p, split, reduces_kernel_gradient(w.shape[:-3], p))
 
 
-FOLD_KERNEL_GRAD_MAX_TAPS = 9
-"""Stride-1 kernels up to this many taps take their gradient from a fold (`whole_fold` or
-`blocked_fold`), larger ones as an FFT correlation."""
+REDUCE_MAX_TAPS = 25
+"""Stride-1 kernels up to this many taps take their kernel gradient from one variadic
+reduction (`_depthwise_kernel`), larger ones as an FFT correlation."""
 
-FOLD_STRIDED_MAX_TAPS = 49
+REDUCE_STRIDED_MAX_TAPS = 49
 """The same for strided kernels, whose FFT correlation runs at full resolution."""
+
+
+def reduces_kernel_gradient(kernel, p: ConvParams) -> bool:
+    """Whether the kernel gradient is the variadic reduction (else the FFT). Pure."""
+    strided = any(s > 1 for s in p.strides)
+    return math.prod(kernel) <= (REDUCE_STRIDED_MAX_TAPS if strided else REDUCE_MAX_TAPS)
+
 
 PER_TAP_PAD_MAX_TAPS = 9
 """Kernels up to this many taps pad per tap instead of copying: strided ones everywhere,
@@ -211,36 +215,23 @@ def _split_fold(x, w, p: ConvParams, pads, per_tap: bool, axis: int = 0):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def conv_depthwise_grads(x, w, p: ConvParams, split: bool = True, folded: bool = True):
-    """`depthwise_fold` with its own kernel tangent: if `folded`, `whole_fold` for inputs
-    of at most `WHOLE_FOLD_BYTES`, else `blocked_fold`; if not, the FFT algorithm. Each
-    is linear in the kernel, and its transpose (the kernel gradient) is what reverse mode
-    runs: per-tap reductions while the arrays stay in cache (whole or in cache-sized
-    blocks), or an FFT correlation, instead of per-tap reductions from main memory. The
-    tangent in x is written so that its transpose, the input gradient, is a fold too
-    (`_input_tangent`). Forward mode works: this is a custom_jvp.
+def conv_depthwise_grads(x, w, p: ConvParams, split: bool = True, reduced: bool = True):
+    """`depthwise_fold` with its own tangents. In the kernel: if `reduced`, the
+    `_depthwise_kernel.kernel_tangent` primitive, whose transpose (the kernel gradient
+    reverse mode runs) is one variadic reduction over the taps; if not, the FFT
+    algorithm's. In x: written so that its transpose, the input gradient, is a fold
+    too (`_input_tangent`). Forward mode works: this is a custom_jvp.
     """
     return depthwise_fold(x, w, p, split)
 
 
 @functools.partial(conv_depthwise_grads.defjvp, symbolic_zeros=True)
-def _depthwise_jvp(p, split, folded, primals, tangents):
+def _depthwise_jvp(p, split, reduced, primals, tangents):
     (x, w), (dx, dw) = primals, tangents
-    out = conv_depthwise_grads(x, w, p, split, folded)
+    out = conv_depthwise_grads(x, w, p, split, reduced)
 
     def along_w(dw):
-        if not folded:
-            return conv_fft(x, dw, p)
-        # blocks need concrete sizes: under a symbolic batch the fold runs whole
-        whole = is_symbolic(x.shape) or x.size * x.dtype.itemsize <= WHOLE_FOLD_BYTES
-        fold = whole_fold if whole else blocked_fold
-        # in the accumulation dtype, so the sums of the kernel gradient are too
-        xs, ws = x, dw.astype(p.acc_dtype)
-        squeeze = ws.shape[-1] == 1  # a trailing unit axis slows XLA's CPU reductions
-        if squeeze:
-            xs, ws = xs[..., 0], ws[..., 0]  # (N, *S, C), (*K, 1, C)
-        y = fold(xs, ws, p)  # (N, *O, C[, M])
-        return (y[..., None] if squeeze else y).astype(out.dtype)  # (N, *O, C, M)
+        return kernel_tangent(x, dw, p) if reduced else conv_fft(x, dw, p)
 
     return out, bilinear_tangent(out, dx, dw, lambda dx: _input_tangent(dx, w, p), along_w)
 
@@ -289,93 +280,6 @@ def flipped_fold(ct, w, p: ConvParams, dtype):
     return depthwise_fold(ct, flipped, dataclasses.replace(p, pads=pads), split=False).astype(dtype)
 
 
-WHOLE_FOLD_BYTES = 4 << 20
-"""Inputs up to this many bytes (both cores' L2 on the bench CPU) take their kernel
-tangent from `whole_fold`, larger ones from `blocked_fold`; so do inputs of a symbolic
-batch, which blocks cannot cut."""
-
-
-def whole_fold(x, w, p: ConvParams):
-    """The fold over the whole arrays, from one padded copy of x. Used as the kernel
-    tangent of small inputs: in its transpose, the kernel gradient, XLA writes out each
-    tap's window and reduces it with the cotangent in one of its fast multiply-reduce
-    fusions. While the arrays stay in cache that beats `blocked_fold`, and it compiles
-    to no loop; the window copies cost temporary memory (docs/design.md, "Depthwise").
-
-    x: (N, *S, C[, 1]), w: (*K, 1, C[, M]) (a multiplier of 1 squeezed out of both, or
-    of neither) -> (N, *O, C[, M]) in the accumulation dtype.
-    """
-    return _fold(x, w, p, p.pads, False)
-
-
-BLOCK_BYTES = 1 << 20
-"""Bytes of x and output that one block of `blocked_fold` spans: half of one core's L2
-on the bench CPU."""
-
-
-def blocked_fold(x, w, p: ConvParams):
-    """The fold as a map over blocks of images and output rows of about `BLOCK_BYTES`,
-    each recomputed under `jax.checkpoint`. Used as the kernel tangent: its transpose,
-    the kernel gradient, then reduces each block's taps while the block is in cache.
-    Without the checkpoint, reverse mode would save every block's windows.
-
-    x: (N, *S, C[, 1]), w: (*K, 1, C[, M]) (a multiplier of 1 squeezed out of both, or
-    of neither) -> (N, *O, C[, M]) in the accumulation dtype.
-    """
-    kernel = w.shape[: len(p.pads)]
-    trail = x.ndim - 1 - len(kernel)  # channel axes after the spatial ones
-    xp = _windows.pad_spatial(x, p.pads, p.lhs_dilation, 0, trail=trail)  # (N, *Sp, C[, 1])
-    out = _windows.out_spatial(xp.shape[1 : 1 + len(kernel)], kernel, p)
-    n, stride = x.shape[0], p.strides[0]
-    extent = dilate_dim(kernel[0], p.rhs_dilation[0])
-    channels = w.shape[len(kernel) + 1 :]  # the output's (C[, M])
-    batch, rows = fold_blocks(xp.shape, out, extent, stride, channels, w.dtype.itemsize)
-    n_batch, n_rows = n // batch, -(-out[0] // rows)
-    span = (rows - 1) * stride + extent
-    need = (n_rows - 1) * rows * stride + span  # padded rows the last block reads
-    if need > xp.shape[1]:
-        xp = lax.pad(xp, np.zeros((), xp.dtype), _extend(xp.ndim, need - xp.shape[1]))
-    block_p = dataclasses.replace(p, lhs_dilation=(1,) * len(kernel))  # xp is dilated
-    no_pads = ((0, 0),) * len(kernel)
-
-    def block(i):
-        start = (i // n_rows * batch, i % n_rows * rows * stride) + (0,) * (xp.ndim - 2)
-        xb = lax.dynamic_slice(xp, start, (batch, span, *xp.shape[2:]))  # (B, span, ...)
-        return _fold(xb, w, block_p, no_pads, False)  # (B, rows, *O', C[, M])
-
-    ys = lax.map(jax.checkpoint(block), jnp.arange(n_batch * n_rows))  # (nb*nr, B, rows, ...)
-    rest = ys.shape[3:]
-    ys = ys.reshape(n_batch, n_rows, batch, rows, *rest)  # (nb, nr, B, rows, *O', C[, M])
-    ys = ys.swapaxes(1, 2).reshape(n, n_rows * rows, *rest)  # (N, nr*rows, *O', C[, M])
-    return ys[:, : out[0]]  # (N, *O, C[, M])
-
-
-def _extend(ndim: int, extra: int):
-    """lax.pad config adding `extra` rows after axis 1."""
-    return [(0, 0, 0), (0, extra, 0)] + [(0, 0, 0)] * (ndim - 2)
-
-
-def fold_blocks(padded_shape, out, extent: int, stride: int, channels, itemsize: int):
-    """(images, output rows) per block of `blocked_fold`: the most images (a divisor of
-    N), then the most rows of the first output axis, whose padded-x and output bytes stay
-    within `BLOCK_BYTES`; (1, 1) at least. Pure ints.
-
-    padded_shape: (N, *Sp, C[, 1]) of padded x; out: the output spatial shape; extent:
-    the dilated kernel's extent on the first spatial axis; channels: the output's
-    trailing (C[, M]) axes.
-    """
-    n, first = padded_shape[0], out[0]
-    row_in = math.prod(padded_shape[2:]) * itemsize  # one padded input row of one image
-    row_out = math.prod(out[1:]) * math.prod(channels) * itemsize
-
-    for batch in (b for b in range(n, 0, -1) if n % b == 0):
-        # batch * (((rows - 1) * stride + extent) * row_in + rows * row_out) <= BLOCK_BYTES
-        rows = (BLOCK_BYTES // batch - (extent - stride) * row_in) // (stride * row_in + row_out)
-        if rows >= 1:
-            return batch, min(rows, max(first, 1))
-    return 1, 1
-
-
 def depthwise_workspace(problem: Problem, piece: bool = False) -> int:
     """Stride 1: the border bands `_split_fold` copies (none for small kernels); else
     the padded copy of x, except for strided kernels padded per tap. A piece always
@@ -408,8 +312,8 @@ def depthwise_piece_ok(piece: Problem, axis: str, count: int) -> bool:
 
 
 def depthwise_exact(problem: Problem) -> bool:
-    """Exact without holes, where the kernel gradient is a fold (not the FFT)."""
-    return no_holes(problem) and math.prod(problem.kernel) <= FOLD_KERNEL_GRAD_MAX_TAPS
+    """Exact without holes, where the kernel gradient is the reduction (not the FFT)."""
+    return no_holes(problem) and reduces_kernel_gradient(problem.kernel, problem.params)
 
 
 ALGORITHM = Algorithm(
