@@ -58,6 +58,20 @@ def test_depthwise_split_matches_lax(xs, ws, padding, rhs_dil):
     check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
 
 
+def test_depthwise_differentiated_output_from_the_padded_copy():
+    """Undifferentiated, the stride-1 fold splits off its border bands (and concatenates
+    the parts); differentiated, its output comes from one padded copy, with no split,
+    and equals lax's."""
+    xs, ws, padding, _ = SPLIT_CASES[1]
+    f, g = _depthwise_and_lax(xs, (1, 1), padding, None, None)
+    x, w = random(xs, seed=52), random(ws, seed=53)
+    assert equations(f, x, w, primitive="concatenate")
+    out, tangent = jax.linearize(f, x, w)
+    assert not equations(lambda x, w: jax.linearize(f, x, w)[0], x, w, primitive="concatenate")
+    assert_close(out, g(x, w))
+    assert_close(tangent(x, w), jax.jvp(g, (x, w), (x, w))[1])
+
+
 def test_depthwise_split_band_elements():
     """Hand-counted bands: 56x56, 7x7 SAME: two bands of 6+3 rows x 62 padded columns,
     then two of 56 rows x 6+3 columns."""

@@ -11,7 +11,8 @@ flipped kernel (`_input_tangent`), elsewhere the fold's own transpose.
 
 At stride 1 there is no padded copy of x (`_split_fold`): the interior of the output
 reads x itself and only the border bands see the padding, which leaves the memory
-budget to the output.
+budget to the output. Where the call is differentiated the output comes from one
+padded copy instead, which compiles faster.
 
 The kernel gradient is one variadic reduction over every tap (`_depthwise_kernel`),
 which reads x and the cotangent once; large stride-1 kernels take it as an FFT
@@ -216,7 +217,8 @@ def _split_fold(x, w, p: ConvParams, pads, per_tap: bool, axis: int = 0):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def conv_depthwise_grads(x, w, p: ConvParams, split: bool = True, reduced: bool = True):
-    """`depthwise_fold` with its own tangents. In the kernel: if `reduced`, the
+    """`depthwise_fold` with its own tangents, and its output from the padded copy
+    wherever it is differentiated (whatever `split` says). In the kernel: if `reduced`, the
     `_depthwise_kernel.kernel_tangent` primitive, whose transpose (the kernel gradient
     reverse mode runs) is one variadic reduction over the taps; if not, the FFT
     algorithm's. In x: written so that its transpose, the input gradient, is a fold
@@ -228,7 +230,11 @@ def conv_depthwise_grads(x, w, p: ConvParams, split: bool = True, reduced: bool 
 @functools.partial(conv_depthwise_grads.defjvp, symbolic_zeros=True)
 def _depthwise_jvp(p, split, reduced, primals, tangents):
     (x, w), (dx, dw) = primals, tangents
-    out = conv_depthwise_grads(x, w, p, split, reduced)
+    # Differentiated, the output comes from one padded copy of x. In a training step
+    # that transient copy leaves the peak as it was (the activations kept for the
+    # backward pass outweigh it), and the split's border bands would cost compile
+    # time for no speed (docs/design.md, "Depthwise").
+    out = conv_depthwise_grads(x, w, p, False, reduced)
 
     def along_w(dw):
         return kernel_tangent(x, dw, p) if reduced else conv_fft(x, dw, p)
