@@ -36,6 +36,19 @@ def device_name() -> str:
     return dev.device_kind.lower().replace(" ", "-")
 
 
+def cpu_model() -> str:
+    """The host CPU's model name (Linux `/proc/cpuinfo`), else `platform.processor()`:
+    the device name alone does not tell two 2-core hosts apart."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _commit() -> str:
     try:
         out = subprocess.run(
@@ -74,6 +87,7 @@ def _meta(args) -> dict:
         torch=torch_version,
         python=sys.version.split()[0],
         machine=platform.machine(),
+        cpu=cpu_model(),
         date=time.strftime("%Y-%m-%d"),
         commit=_commit(),
         quick=args.quick,

@@ -17,6 +17,11 @@ FEWER_FLOPS = ("fft", "winograd", "winograd4")
 direct-conv equivalents, so no % of the matmul peak is given for them."""
 
 
+def _host(meta) -> str:
+    """The host's CPU model for a table's header, where the run recorded it."""
+    return f" on {meta['cpu']}" if meta.get("cpu") else ""
+
+
 def _fmt(v, digits=2):
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -82,7 +87,8 @@ def write_layers(results, meta, out_dir: str, stem: str, plot: bool = True) -> s
     lines = [
         f"# jaxconv benchmark: {meta['device']}",
         "",
-        f"jax {meta['jax']}, {meta['backend']}, {meta['date']}, commit {meta.get('commit', '?')}, "
+        f"jax {meta['jax']}, {meta['backend']}{_host(meta)}, {meta['date']}, "
+        f"commit {meta.get('commit', '?')}, "
         f"matmul peak {meta['peak_gflops']:.0f} GFLOP/s, copy bandwidth "
         f"{_fmt(bw, 1)} GB/s, {'quick' if meta['quick'] else 'full'} run. Ratios are "
         "lax time / jaxconv time, measured in the same process (median of repeats after "
@@ -162,8 +168,8 @@ def write_networks(rows, meta, out_dir: str, stem: str, plot: bool = True) -> st
     lines = [
         f"# jaxconv whole-network training steps: {meta['device']}",
         "",
-        f"jax {meta['jax']}, flax {meta.get('flax', '?')}, PyTorch {torch}, {meta['backend']}, "
-        f"{meta['date']}, commit {meta.get('commit', '?')}. One jitted SGD step (forward, "
+        f"jax {meta['jax']}, flax {meta.get('flax', '?')}, PyTorch {torch}, {meta['backend']}"
+        f"{_host(meta)}, {meta['date']}, commit {meta.get('commit', '?')}. One jitted SGD step (forward, "
         "backward, update, state donated) of each network built with flax nnx's layers, "
         "against the same model after `jaxconv.nnx.swap` with jaxconv's pools; the two are "
         "alternated in one process, medians after two warm-up steps. Compile is the first "
