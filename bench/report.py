@@ -173,7 +173,8 @@ def write_networks(rows, meta, out_dir: str, stem: str, plot: bool = True) -> st
         "backward, update, state donated) of each network built with flax nnx's layers, "
         "against the same model after `jaxconv.nnx.swap` with jaxconv's pools; the two are "
         "alternated in one process, medians after two warm-up steps. Compile is the first "
-        "call's lowering and compilation; peak is `memory_analysis()` of the compiled step. "
+        "call's tracing, lowering and compilation, the faster of two for each variant, "
+        "timed alternated from cleared caches; peak is `memory_analysis()` of the compiled step. "
         "PyTorch runs the same architecture eagerly (channels_last) in the same process.",
         "",
         *(f"FAILED: {line}" for line in meta.get("failed", [])),
