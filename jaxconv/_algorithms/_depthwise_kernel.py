@@ -15,7 +15,7 @@ transpose:
 
 Both are bilinear and lower to plain `lax` (`mlir.lower_fun`). Their JVPs are
 bilinear, their transposes in x are JAX's own transpose of the fold, and their batching
-rules fold the mapped axis into the channels. So jit, vmap, grad, grad of grad, jvp and
+rules fold the mapped axis into the batch or the channels. So jit, vmap, grad, grad of grad, jvp and
 `jax.export` all reach the reduction (docs/design.md, "The kernel gradient as one
 variadic reduction").
 """
@@ -52,8 +52,9 @@ def kernel_gradient(x, ct, p: ConvParams, kernel, dtype):
 
 def _fold(x, dw, p: ConvParams):
     """The fold from one padded copy of x, in the accumulation dtype, cast to the
-    output's. A multiplier of 1 is squeezed out: XLA:CPU's loops over a trailing unit
-    axis run slower. x: (N, *S, C, 1), dw: (*K, 1, C, M) -> (N, *O, C, M)."""
+    output's: the kernel tangent's lowering, so plain that JAX transposes it in x. A
+    multiplier of 1 is squeezed out: XLA:CPU's loops over a trailing unit axis run
+    slower. x: (N, *S, C, 1), dw: (*K, 1, C, M) -> (N, *O, C, M)."""
     n_sp = len(p.pads)
     squeeze = dw.shape[-1] == 1
     xs = x[..., 0] if squeeze else x  # (N, *S, C[, 1])
@@ -77,7 +78,10 @@ def _fold(x, dw, p: ConvParams):
 def _reduce(x, ct, p: ConvParams, kernel, dtype):
     """Every tap's window of x times ct, summed in one variadic `lax.reduce` over the
     last spatial axis (the batch and the other rows stay as outputs, shared by the
-    cores), then in a second over the rest. x: (N, *S, C, 1), ct: (N, *O, C, M) -> (*K, 1, C, M)."""
+    cores), then in a second over the rest.
+
+    x: (N, *S, C, 1), ct: (N, *O, C, M) -> (*K, 1, C, M) in `dtype`.
+    """
     n_sp = len(kernel)
     squeeze = ct.shape[-1] == 1
     xs = x[..., 0] if squeeze else x  # (N, *S, C[, 1])
