@@ -12,6 +12,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 import jaxconv
+from jaxconv._algorithms import depthwise
 from jaxconv._algorithms.depthwise import split_band_elements
 from jaxconv._spec import ConvParams
 from tests.util import assert_close, both, equations, grad_order, problem_of, random
@@ -135,6 +136,29 @@ def test_depthwise_kernel_gradient_is_one_reduction(xs, ws, strides, padding, lh
         x64, w64 = x.astype("float64"), w.astype("float64")
         order = grad_order((xs, ws, strides, padding, lhs_dil, rhs_dil), REDUCED_CASES)
         check_grads(f, (x64, w64), order=order, modes=("fwd", "rev"))
+
+
+def test_depthwise_kernel_gradient_rule():
+    """Stride-1 kernels of up to 25 taps and strided ones of up to 49 take the
+    reduction; larger ones the FFT correlation, with no reduction primitive."""
+
+    def params(strides):
+        return ConvParams(strides, ((3, 3), (3, 3)), (1, 1), (1, 1), None, None, np.dtype("f4"))
+
+    assert depthwise.reduces_kernel_gradient((5, 5), params((1, 1)))
+    assert not depthwise.reduces_kernel_gradient((7, 7), params((1, 1)))
+    assert depthwise.reduces_kernel_gradient((7, 7), params((2, 2)))
+    assert not depthwise.reduces_kernel_gradient((7, 8), params((2, 2)))
+    xs = (2, 12, 12, 3)
+    x = random(xs, seed=69)
+    for ws, strides, reduced in (((7, 7, 1, 3), (1, 1), False), ((7, 7, 1, 3), (2, 2), True)):
+        f, g = _depthwise_and_lax(xs, strides, "SAME", None, None)
+        w = random(ws, seed=70)
+        grad = jax.grad(lambda w, x, f=f: jnp.sum(f(x, w) ** 2))
+        found = equations(grad, w, x, primitive="jaxconv_depthwise_kernel_gradient")
+        assert bool(found) == reduced
+        want = jax.grad(lambda w, x, g=g: jnp.sum(g(x, w) ** 2))(w, x)
+        assert_close(grad(w, x), want, scale=4)
 
 
 @pytest.mark.parametrize("in_axes", [(0, 0), (0, None), (None, 0)])
