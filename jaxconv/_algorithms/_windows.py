@@ -69,6 +69,13 @@ def strided_window(x, tap, dilation, strides, out, lead: int = 1):
     return lax.slice(x, start, limit, step)
 
 
+def kernel_tap(w, tap):
+    """Tap `tap` of a kernel w (*K, *rest) with its kernel axes kept: (*1, *rest), one
+    slice that broadcasts against a (N, *O, ...) window of the same rank."""
+    start = (*tap, *(0,) * (w.ndim - len(tap)))
+    return lax.slice(w, start, (*(t + 1 for t in tap), *w.shape[len(tap) :]))
+
+
 def sliced_patches(xp, kernel, p, out):
     """Every tap's window of an already padded input, one strided slice per tap,
     concatenated along the channels, tap-major: xp (N, *Sp, *rest, G, Ig) ->

@@ -148,11 +148,10 @@ def _fold(x, w, p: ConvParams, pads, per_tap: bool):
         def window(tap):
             return _windows.strided_window(xp, tap, p.rhs_dilation, p.strides, out)
 
-    lead = (1,) * (1 + n_sp)
     acc = None
     for tap in _windows.taps(kernel):
         win = window(tap)  # (N, *O, C[, 1])
-        tap_w = w[tap].reshape(*lead, *w.shape[n_sp + 1 :])  # (1, *1, C[, M])
+        tap_w = _windows.kernel_tap(w, tap)  # (*1, 1, C[, M])
         term = win.astype(p.acc_dtype) * tap_w.astype(p.acc_dtype)  # (N, *O, C[, M])
         acc = term if acc is None else acc + term
     return acc
