@@ -14,10 +14,10 @@ transpose:
     kernel_gradient(x, ct)[k, c, m]   = sum_{n, o} x_pad[n, o*s + k*d, c] * ct[n, o, c, m]
 
 Both are bilinear and lower to plain `lax` (`mlir.lower_fun`). Their JVPs are
-bilinear, their transposes in x are JAX's own transpose of the fold, and their batching
-rules fold the mapped axis into the batch or the channels. So jit, vmap, grad, grad of grad, jvp and
-`jax.export` all reach the reduction (docs/design.md, "The kernel gradient as one
-variadic reduction").
+bilinear, their transposes in x are JAX's own transpose of the fold, and their
+batching rules fold the mapped axis into the batch or the channels. So jit, vmap,
+grad, grad of grad, jvp and `jax.export` all reach the reduction (docs/design.md,
+"The kernel gradient as one variadic reduction").
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from jaxconv._algorithms import _windows
+from jaxconv._shapes import dilate_dim
 from jaxconv._spec import ConvParams
 
 
@@ -119,7 +120,7 @@ tangent_p = Primitive("jaxconv_depthwise_kernel_tangent")
 def _tangent_shape(x, dw, p: ConvParams):
     n_sp = len(p.pads)
     padded = [
-        (s - 1) * d + 1 + lo + hi if s else lo + hi
+        dilate_dim(s, d) + lo + hi
         for s, d, (lo, hi) in zip(x.shape[1 : 1 + n_sp], p.lhs_dilation, p.pads)
     ]
     out = _windows.out_spatial(padded, dw.shape[:n_sp], p)

@@ -217,11 +217,11 @@ def _split_fold(x, w, p: ConvParams, pads, per_tap: bool, axis: int = 0):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def conv_depthwise_grads(x, w, p: ConvParams, split: bool = True, reduced: bool = True):
     """`depthwise_fold` with its own tangents, and its output from the padded copy
-    wherever it is differentiated (whatever `split` says). In the kernel: if `reduced`, the
-    `_depthwise_kernel.kernel_tangent` primitive, whose transpose (the kernel gradient
-    reverse mode runs) is one variadic reduction over the taps; if not, the FFT
-    algorithm's. In x: written so that its transpose, the input gradient, is a fold
-    too (`_input_tangent`). Forward mode works: this is a custom_jvp.
+    wherever it is differentiated (whatever `split` says). In the kernel: if
+    `reduced`, the `_depthwise_kernel.kernel_tangent` primitive, whose transpose (the
+    kernel gradient reverse mode runs) is one variadic reduction over the taps; if
+    not, the FFT algorithm's. In x: written so that its transpose, the input gradient,
+    is a fold too (`_input_tangent`). Forward mode works: this is a custom_jvp.
     """
     return depthwise_fold(x, w, p, split)
 
