@@ -63,12 +63,11 @@ def _fold(x, dw, p: ConvParams):
     xp = _windows.pad_spatial(xs, p.pads, p.lhs_dilation, 0, trail=xs.ndim - 1 - n_sp)
     kernel = dw.shape[:n_sp]
     out = _windows.out_spatial(xp.shape[1 : 1 + n_sp], kernel, p)
-    acc = None
-    for tap in _windows.taps(kernel):
-        win = _windows.strided_window(xp, tap, p.rhs_dilation, p.strides, out)  # (N, *O, C[, 1])
-        tap_w = _windows.kernel_tap(ws, tap)  # (*1, 1, C[, M])
-        term = win.astype(p.acc_dtype) * tap_w.astype(p.acc_dtype)  # (N, *O, C[, M])
-        acc = term if acc is None else acc + term
+
+    def window(tap):
+        return _windows.strided_window(xp, tap, p.rhs_dilation, p.strides, out)
+
+    acc = _windows.tap_sum(window, ws, kernel, p.acc_dtype)  # (N, *O, C[, M])
     if acc is None:  # no taps: a zero-size kernel
         acc = jnp.zeros((x.shape[0], *out, *ws.shape[n_sp + 1 :]), p.acc_dtype)
     y = acc[..., None] if squeeze else acc  # (N, *O, C, M)

@@ -76,6 +76,17 @@ def kernel_tap(w, tap):
     return lax.slice(w, start, (*(t + 1 for t in tap), *w.shape[len(tap) :]))
 
 
+def tap_sum(window, w, kernel, dtype):
+    """The fold: sum over the taps of `kernel` of `window(tap)` (N, *O, C[, 1]) times
+    the kernel's tap (`kernel_tap` of w (*K, 1, C[, M])), in `dtype` -> (N, *O, C[, M]);
+    None for a kernel with no taps."""
+    acc = None
+    for tap in taps(kernel):
+        term = window(tap).astype(dtype) * kernel_tap(w, tap).astype(dtype)  # (N, *O, C[, M])
+        acc = term if acc is None else acc + term
+    return acc
+
+
 def sliced_patches(xp, kernel, p, out):
     """Every tap's window of an already padded input, one strided slice per tap,
     concatenated along the channels, tap-major: xp (N, *Sp, *rest, G, Ig) ->

@@ -148,13 +148,7 @@ def _fold(x, w, p: ConvParams, pads, per_tap: bool):
         def window(tap):
             return _windows.strided_window(xp, tap, p.rhs_dilation, p.strides, out)
 
-    acc = None
-    for tap in _windows.taps(kernel):
-        win = window(tap)  # (N, *O, C[, 1])
-        tap_w = _windows.kernel_tap(w, tap)  # (*1, 1, C[, M])
-        term = win.astype(p.acc_dtype) * tap_w.astype(p.acc_dtype)  # (N, *O, C[, M])
-        acc = term if acc is None else acc + term
-    return acc
+    return _windows.tap_sum(window, w, kernel, p.acc_dtype)  # (N, *O, C[, M])
 
 
 def split_band_elements(spatial, kernel, p: ConvParams) -> int | None:
